@@ -1,0 +1,262 @@
+//! Frames: what travels on the socket. Each frame is one JSON document behind a 4-byte
+//! big-endian length (see the `ipc` crate). The server speaks first: `Hello` (or an `Error`
+//! frame when it refuses the peer, then it closes); the client answers with its `Hello`, then
+//! sends `Request`s with ids of its choosing. Responses carry the request's id and may come in
+//! any order; `Event`s arrive after `Subscribe`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::apps::{AppInfo, AppRef};
+use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
+use crate::settings::{SettingKey, SettingValue, SettingsView};
+use crate::status::Status;
+
+/// A frame from a client to the helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// The client's greeting, sent once, after the server's.
+    Hello {
+        /// The client's `PROTOCOL_VERSION`.
+        protocol_version: u32,
+        /// Who is speaking, for logs (e.g. `portcullisctl 0.1.0`).
+        client: String,
+    },
+    /// A request; the response carries the same id.
+    Request {
+        /// Chosen by the client; unique among its requests in flight.
+        id: u64,
+        /// What is asked.
+        request: Request,
+    },
+}
+
+/// A frame from the helper to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The helper's greeting, sent first once the peer is accepted.
+    Hello {
+        /// The helper's `PROTOCOL_VERSION`.
+        protocol_version: u32,
+        /// The helper's release version.
+        version: String,
+    },
+    /// The answer to request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The result.
+        reply: Reply,
+    },
+    /// Something happened (only after `Subscribe`).
+    Event {
+        /// What happened.
+        event: Event,
+    },
+    /// The connection is refused or broken; the helper closes it after this frame.
+    Error(ErrorFrame),
+}
+
+/// A response's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// It worked.
+    Ok(Response),
+    /// It did not; nothing was changed.
+    Err(ErrorFrame),
+}
+
+/// Everything a client can ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Request {
+    /// Version, uptime, enforcement state. Answer: `Response::Status`.
+    Status,
+    /// Settings in force for the global profile (`app: None`) or an app. Answer: `Settings`.
+    GetSettings {
+        /// The app, or `None` for global settings.
+        #[serde(default)]
+        app: Option<AppRef>,
+    },
+    /// Sets (`value: Some`) or clears (`value: None`, back to inherited) one setting.
+    /// Answer: `Settings` after the change.
+    SetSetting {
+        /// The app, or `None` for global settings.
+        #[serde(default)]
+        app: Option<AppRef>,
+        /// Which setting.
+        key: SettingKey,
+        /// The new value, or `None` to inherit.
+        #[serde(default)]
+        value: Option<SettingValue>,
+    },
+    /// Every app profile. Answer: `Apps`.
+    ListApps,
+    /// One app: profile, settings, rules. Answer: `App`.
+    ShowApp {
+        /// The app.
+        app: AppRef,
+    },
+    /// A rule list. Answer: `Rules`.
+    ListRules {
+        /// Whose list.
+        owner: RuleOwner,
+    },
+    /// Parses `text` and adds it at `position` (1-based; `None`: at the end). Invalid text is
+    /// refused with the bad token named, and nothing is stored. Answer: `Rule`.
+    AddRule {
+        /// Whose list.
+        owner: RuleOwner,
+        /// The rule text, e.g. `- *.example.com`.
+        text: String,
+        /// Where to insert it; `None` appends.
+        #[serde(default)]
+        position: Option<u32>,
+        /// How long it lives; default forever.
+        #[serde(default = "forever")]
+        lifetime: RuleLifetime,
+    },
+    /// Removes a rule by id. Answer: `Rule` (the removed one).
+    RemoveRule {
+        /// The rule's id.
+        id: i64,
+    },
+    /// Moves a rule to a 1-based position within its list. Answer: `Rules` (the list after).
+    MoveRule {
+        /// The rule's id.
+        id: i64,
+        /// The new position; past the end means last.
+        position: u32,
+    },
+    /// Starts sending `Event` frames on this connection. Answer: `Subscribed`.
+    Subscribe,
+}
+
+fn forever() -> RuleLifetime {
+    RuleLifetime::Forever
+}
+
+impl Request {
+    /// Whether sending the request twice has the same effect as once; only these are resent
+    /// automatically after a reconnect.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            Request::Status
+            | Request::GetSettings { .. }
+            | Request::SetSetting { .. }
+            | Request::ListApps
+            | Request::ShowApp { .. }
+            | Request::ListRules { .. }
+            | Request::MoveRule { .. }
+            | Request::Subscribe => true,
+            Request::AddRule { .. } | Request::RemoveRule { .. } => false,
+        }
+    }
+}
+
+/// Answers to requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Response {
+    /// For `Status`.
+    Status(Status),
+    /// For `GetSettings` and `SetSetting`.
+    Settings(SettingsView),
+    /// For `ListApps`.
+    Apps(Vec<AppInfo>),
+    /// For `ShowApp`.
+    App {
+        /// The profile.
+        app: AppInfo,
+        /// Its settings, resolved.
+        settings: SettingsView,
+        /// Its own rules, in order.
+        rules: Vec<RuleInfo>,
+    },
+    /// For `ListRules` and `MoveRule`.
+    Rules(Vec<RuleInfo>),
+    /// For `AddRule` and `RemoveRule`.
+    Rule(RuleInfo),
+    /// For `Subscribe`.
+    Subscribed,
+}
+
+/// Something that happened in the helper, sent to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A setting changed.
+    SettingChanged {
+        /// The app, or `None` for global.
+        app: Option<AppRef>,
+        /// Which key.
+        key: SettingKey,
+    },
+    /// A rule list changed (add, remove, move, expiry).
+    RulesChanged {
+        /// Whose list.
+        owner: RuleOwner,
+    },
+    /// A new app profile was made.
+    AppAdded {
+        /// The new profile.
+        app: AppInfo,
+    },
+    /// Events lost because this client read too slowly; reload what you show.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+    /// An event this client does not know (sent by a newer helper).
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why something failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The peer is not allowed to talk to the helper.
+    PermissionDenied,
+    /// The two sides speak different protocol versions.
+    VersionMismatch,
+    /// A frame was not valid JSON of the expected shape.
+    BadFrame,
+    /// A frame was larger than `MAX_FRAME_LEN`.
+    FrameTooLarge,
+    /// The request's input was invalid (e.g. rule text); nothing was changed.
+    InvalidInput,
+    /// The app or rule named does not exist.
+    NotFound,
+    /// The helper failed to do it (e.g. storage error); nothing was changed.
+    Internal,
+    /// A code this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// An error: a code for programs and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// For programs.
+    pub code: ErrorCode,
+    /// For people: one line naming what was wrong.
+    pub message: String,
+}
+
+impl ErrorFrame {
+    /// Makes an error frame.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorFrame {
+        ErrorFrame { code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ErrorFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrorFrame {}

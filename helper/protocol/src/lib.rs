@@ -1,0 +1,34 @@
+//! The contract between `portcullisd` and every client (the desktop app, the browser bridge,
+//! `portcullisctl`). It owns the wire types and `PROTOCOL_VERSION`, nothing else: serde only,
+//! no I/O, no policy. Changes are additive (`#[serde(default)]` on new fields, new enum
+//! variants only where old peers never receive them); the golden fixtures in `tests/golden`
+//! fail on any accidental change of the wire format.
+
+pub mod apps;
+pub mod explain;
+pub mod frames;
+pub mod rules;
+pub mod settings;
+pub mod status;
+
+pub use apps::{AppInfo, AppKind, AppRef};
+pub use explain::{DecidedBy, Explanation, ProfileLabel, Verdict};
+pub use frames::{ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame};
+pub use rules::{RuleInfo, RuleLifetime, RuleOwner};
+pub use settings::{
+    Action, Scope, SettingEntry, SettingKey, SettingParseError, SettingSource, SettingValue,
+    SettingsView,
+};
+pub use status::{EnforcementState, Status};
+
+/// The version of this protocol. Both ends send it in `Hello`; a peer with another version
+/// is refused with a clear error, so an app and a helper from different releases never
+/// misread each other. Bump it only for incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts, in bytes (length prefix excluded). Larger frames close
+/// the connection: no legitimate request or response comes near it.
+pub const MAX_FRAME_LEN: u32 = 1 << 20;
+
+/// The version of the Portcullis release this crate belongs to.
+pub const RELEASE_VERSION: &str = env!("CARGO_PKG_VERSION");
