@@ -1,0 +1,690 @@
+//! The decision function: given what is known about one connection and the rules and settings
+//! of the app's profile and the global profile, it returns a verdict and the explanation the
+//! UI and CLI show. This module owns the order below; it must not do I/O, keep state between
+//! calls, or know how profiles are stored (the daemon looks them up and passes them in).
+//!
+//! The order is the contract that explanations describe; the first step that decides wins:
+//!
+//! 1. **The app's rules**, in order, first match wins (only rules of the connection's
+//!    direction).
+//! 2. **The app's own blocking settings** (only values set on the app itself):
+//!    `block_inbound` blocks inbound connections except from localhost; `block_scopes` blocks
+//!    the connection's scope (`Internet` also covers `P2P`; `Inbound` blocks inbound
+//!    connections except from localhost).
+//! 3. **The global rules**, in order, first match wins.
+//! 4. **The same blocking settings when they come from the global profile or the built-in
+//!    defaults.** An app value replaces the global one: an app with `block_inbound=false` is
+//!    an exception, and inbound connections to it are not blocked here.
+//! 5. **`default_action`**, resolved app → global → built-in default (`ask` asks the user).
+//!
+//! So an app's own rules and settings beat everything global, and any rule beats the
+//! settings of its own level: a global `+` rule lets a connection through even when the
+//! global `block_scopes` would block its scope.
+
+use std::net::IpAddr;
+
+use portcullis_protocol::{
+    Action, DecidedBy, Explanation, ProfileLabel, Scope, SettingEntry, SettingKey, SettingSource,
+    SettingValue, Verdict,
+};
+
+use crate::rule::{Direction, Protocol, Rule, RuleAction};
+use crate::scope::{AddressClass, classify_ip, connection_scope};
+use crate::settings::{Overrides, resolve};
+
+/// What is known about one connection when it is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// Whether we opened it or a peer opened it to us.
+    pub direction: Direction,
+    /// Its transport protocol.
+    pub protocol: Protocol,
+    /// The other end's address.
+    pub remote: IpAddr,
+    /// The other end's port (`None` for ICMP).
+    pub remote_port: Option<u16>,
+    /// Our port (`None` for ICMP).
+    pub local_port: Option<u16>,
+    /// The name this process looked `remote` up by: lowercase, no trailing dot; from this
+    /// process's own DNS answers only, so another app's lookups cannot lend it a name.
+    pub domain: Option<&'a str>,
+    /// Whether this app resolved `remote` through Portcullis' DNS (if not, Internet traffic
+    /// to it counts as P2P).
+    pub looked_up: bool,
+    /// The remote's country (ISO 3166 alpha-2, uppercase), when geo-IP knows it.
+    pub country: Option<[u8; 2]>,
+    /// The remote's autonomous system, when known.
+    pub asn: Option<u32>,
+}
+
+/// A rule as stored in a profile's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRule {
+    /// The database id, reported in explanations; `None` for rules that are not stored.
+    pub id: Option<i64>,
+    /// The rule.
+    pub rule: Rule,
+}
+
+/// One profile's part in a decision: its label, the settings it sets itself, and its rules
+/// in order.
+#[derive(Debug, Clone)]
+pub struct ProfileRules<'a> {
+    /// How explanations name this profile.
+    pub label: ProfileLabel,
+    /// Only the settings this profile sets (resolution happens here).
+    pub settings: &'a Overrides,
+    /// The ordered rule list: the first match wins.
+    pub rules: &'a [StoredRule],
+}
+
+/// Decides one connection: see the module doc for the order. `app` is `None` for traffic no
+/// app profile applies to; then only the global profile and the defaults decide.
+pub fn decide(
+    app: Option<&ProfileRules<'_>>,
+    global: &ProfileRules<'_>,
+    facts: &Facts<'_>,
+) -> Explanation {
+    let app_settings = app.map(|a| a.settings);
+    let blocking = [
+        resolve(SettingKey::BlockInbound, app_settings, global.settings),
+        resolve(SettingKey::BlockScopes, app_settings, global.settings),
+    ];
+    let app_label = app.map(|a| &a.label);
+
+    // 1. The app's rules.
+    if let Some(found) = app.and_then(|a| first_match(a, facts)) {
+        return found;
+    }
+    // 2. The app's own blocking settings.
+    for entry in blocking.iter().filter(|e| e.source == SettingSource::App) {
+        if let Some(found) = blocked_by_setting(entry, app_label, facts) {
+            return found;
+        }
+    }
+    // 3. The global rules.
+    if let Some(found) = first_match(global, facts) {
+        return found;
+    }
+    // 4. Blocking settings from the global profile or the defaults.
+    for entry in blocking.iter().filter(|e| e.source != SettingSource::App) {
+        if let Some(found) = blocked_by_setting(entry, app_label, facts) {
+            return found;
+        }
+    }
+    // 5. The default action.
+    default_action(
+        resolve(SettingKey::DefaultAction, app_settings, global.settings),
+        app_label,
+    )
+}
+
+/// The first rule of `profile` that matches, as an explanation.
+fn first_match(profile: &ProfileRules<'_>, facts: &Facts<'_>) -> Option<Explanation> {
+    let stored = profile.rules.iter().find(|s| s.rule.matches(facts))?;
+    let text = stored.rule.to_string();
+    let (verdict, verb) = match stored.rule.action {
+        RuleAction::Allow => (Verdict::Allow, "allowed"),
+        RuleAction::Block => (Verdict::Block, "blocked"),
+    };
+    let owner = match &profile.label {
+        ProfileLabel::Global => "the global rules".to_owned(),
+        other => other.to_string(),
+    };
+    Some(Explanation {
+        verdict,
+        summary: format!("{verb} by rule `{text}` of {owner}"),
+        decided_by: DecidedBy::Rule {
+            profile: profile.label.clone(),
+            rule_id: stored.id,
+            text,
+        },
+    })
+}
+
+/// Whether a `block_inbound` or `block_scopes` entry blocks this connection.
+fn blocked_by_setting(
+    entry: &SettingEntry,
+    app_label: Option<&ProfileLabel>,
+    facts: &Facts<'_>,
+) -> Option<Explanation> {
+    // Localhost peers are this machine; blocking them as "inbound" would break local IPC.
+    let foreign_inbound = facts.direction == Direction::Inbound
+        && classify_ip(facts.remote) != AddressClass::Localhost;
+    let summary = match (&entry.key, &entry.value) {
+        (SettingKey::BlockInbound, SettingValue::Bool(true)) if foreign_inbound => {
+            let origin = match entry.source {
+                SettingSource::App => format!("set on {}", label_or_app(app_label)),
+                SettingSource::Global => "global settings".to_owned(),
+                SettingSource::Default => "built-in default".to_owned(),
+            };
+            format!("blocked: inbound connections are blocked (block_inbound, {origin})")
+        }
+        (SettingKey::BlockScopes, SettingValue::Scopes(list)) => {
+            let scope = connection_scope(facts);
+            let listed = if scope == Scope::Inbound {
+                // `Inbound` in the list exempts localhost, like block_inbound does.
+                foreign_inbound && list.contains(&Scope::Inbound)
+            } else {
+                list.contains(&scope)
+            };
+            let via_internet = scope == Scope::P2p && list.contains(&Scope::Internet);
+            if !listed && !via_internet {
+                return None;
+            }
+            let because = if listed {
+                ""
+            } else {
+                " (Internet includes P2P)"
+            };
+            let origin = match entry.source {
+                SettingSource::App => format!("set on {}", label_or_app(app_label)),
+                SettingSource::Global => "set in global settings".to_owned(),
+                SettingSource::Default => "by built-in default".to_owned(),
+            };
+            format!(
+                "blocked: scope {scope} is blocked by block_scopes={}{because} {origin}",
+                entry.value
+            )
+        }
+        _ => return None,
+    };
+    Some(Explanation {
+        verdict: Verdict::Block,
+        decided_by: DecidedBy::Setting {
+            key: entry.key,
+            value: entry.value.clone(),
+            source: entry.source,
+        },
+        summary,
+    })
+}
+
+/// The explanation for step 5.
+fn default_action(entry: SettingEntry, app_label: Option<&ProfileLabel>) -> Explanation {
+    // `resolve` only returns values that fit their key, so this is always an action; the
+    // fallback keeps the function total without a panic path.
+    let action = match entry.value {
+        SettingValue::Action(a) => a,
+        _ => Action::Allow,
+    };
+    let (verdict, verb) = match action {
+        Action::Allow => (Verdict::Allow, "allowed by"),
+        Action::Block => (Verdict::Block, "blocked by"),
+        Action::Ask => (Verdict::Ask, "asking the user, by"),
+    };
+    let origin = match entry.source {
+        SettingSource::App => label_or_app(app_label),
+        SettingSource::Global => "global settings".to_owned(),
+        SettingSource::Default => "built-in default".to_owned(),
+    };
+    Explanation {
+        verdict,
+        summary: format!("{verb} default_action={action} ({origin})"),
+        decided_by: DecidedBy::Setting {
+            key: entry.key,
+            value: entry.value,
+            source: entry.source,
+        },
+    }
+}
+
+/// Names the app profile in a summary; an app source without an app cannot happen, but the
+/// summary must still read well.
+fn label_or_app(app_label: Option<&ProfileLabel>) -> String {
+    app_label.map_or_else(|| "the app".to_owned(), ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CURL: &str = "/usr/bin/curl";
+
+    fn rules(texts: &[&str]) -> Vec<StoredRule> {
+        texts
+            .iter()
+            .zip(1..)
+            .map(|(t, id)| StoredRule {
+                id: Some(id),
+                rule: t.parse().unwrap(),
+            })
+            .collect()
+    }
+
+    fn out(remote: &str, port: u16) -> Facts<'static> {
+        Facts {
+            direction: Direction::Outbound,
+            protocol: Protocol::Tcp,
+            remote: remote.parse().unwrap(),
+            remote_port: Some(port),
+            local_port: Some(40000),
+            domain: None,
+            looked_up: true,
+            country: None,
+            asn: None,
+        }
+    }
+
+    fn inbound(remote: &str, local_port: u16) -> Facts<'static> {
+        Facts {
+            direction: Direction::Inbound,
+            remote_port: Some(40000),
+            local_port: Some(local_port),
+            looked_up: false,
+            ..out(remote, 0)
+        }
+    }
+
+    /// Owns one app's and the global profile's data so tests can borrow `ProfileRules`.
+    struct World {
+        app_settings: Overrides,
+        app_rules: Vec<StoredRule>,
+        global_settings: Overrides,
+        global_rules: Vec<StoredRule>,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                app_settings: Overrides::new(),
+                app_rules: Vec::new(),
+                global_settings: Overrides::new(),
+                global_rules: Vec::new(),
+            }
+        }
+        fn app_rules(mut self, texts: &[&str]) -> World {
+            self.app_rules = rules(texts);
+            self
+        }
+        fn global_rules(mut self, texts: &[&str]) -> World {
+            self.global_rules = rules(texts);
+            self
+        }
+        fn app_set(mut self, key: SettingKey, text: &str) -> World {
+            self.app_settings
+                .insert(key, SettingValue::parse(key, text).unwrap());
+            self
+        }
+        fn global_set(mut self, key: SettingKey, text: &str) -> World {
+            self.global_settings
+                .insert(key, SettingValue::parse(key, text).unwrap());
+            self
+        }
+        fn decide(&self, facts: &Facts<'_>) -> Explanation {
+            let app = ProfileRules {
+                label: ProfileLabel::App(CURL.to_owned()),
+                settings: &self.app_settings,
+                rules: &self.app_rules,
+            };
+            decide(Some(&app), &self.global(), facts)
+        }
+        fn decide_without_app(&self, facts: &Facts<'_>) -> Explanation {
+            decide(None, &self.global(), facts)
+        }
+        fn global(&self) -> ProfileRules<'_> {
+            ProfileRules {
+                label: ProfileLabel::Global,
+                settings: &self.global_settings,
+                rules: &self.global_rules,
+            }
+        }
+    }
+
+    fn by_rule(profile: ProfileLabel, id: i64, text: &str) -> DecidedBy {
+        DecidedBy::Rule {
+            profile,
+            rule_id: Some(id),
+            text: text.to_owned(),
+        }
+    }
+
+    fn app_label() -> ProfileLabel {
+        ProfileLabel::App(CURL.to_owned())
+    }
+
+    fn by_setting(key: SettingKey, text: &str, source: SettingSource) -> DecidedBy {
+        DecidedBy::Setting {
+            key,
+            value: SettingValue::parse(key, text).unwrap(),
+            source,
+        }
+    }
+
+    #[test]
+    fn step1_app_rule_beats_global_rule_and_first_match_wins() {
+        let world = World::new()
+            .app_rules(&["+ tcp/80", "- 10.0.0.0/8", "+ 10.1.2.3"])
+            .global_rules(&["+ 10.0.0.0/8"]);
+        let e = world.decide(&out("10.1.2.3", 443));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(e.decided_by, by_rule(app_label(), 2, "- 10.0.0.0/8"));
+        assert_eq!(
+            e.summary,
+            "blocked by rule `- 10.0.0.0/8` of app /usr/bin/curl"
+        );
+
+        let e = world.decide(&out("10.1.2.3", 80));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(e.decided_by, by_rule(app_label(), 1, "+ tcp/80"));
+    }
+
+    #[test]
+    fn rules_only_apply_to_their_direction() {
+        let world = World::new()
+            .app_rules(&["+ tcp/22"])
+            .global_rules(&["+ Inbound tcp/22"]);
+        // The outbound rule does not let an inbound connection to port 22 in; the global
+        // inbound rule does.
+        let e = world.decide(&inbound("192.168.1.9", 22));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_rule(ProfileLabel::Global, 1, "+ Inbound tcp/22")
+        );
+        assert_eq!(
+            e.summary,
+            "allowed by rule `+ Inbound tcp/22` of the global rules"
+        );
+    }
+
+    #[test]
+    fn step2_app_block_scopes_beats_global_allow_rule() {
+        let world = World::new()
+            .app_set(SettingKey::BlockScopes, "Internet")
+            .global_rules(&["+ 8.8.8.8"]);
+        let e = world.decide(&out("8.8.8.8", 443));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockScopes, "Internet", SettingSource::App)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: scope Internet is blocked by block_scopes=Internet set on app /usr/bin/curl"
+        );
+    }
+
+    #[test]
+    fn step2_app_rule_still_beats_app_block_scopes() {
+        let world = World::new()
+            .app_set(SettingKey::BlockScopes, "LAN")
+            .app_rules(&["+ 10.0.0.1"]);
+        let e = world.decide(&out("10.0.0.1", 445));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(e.decided_by, by_rule(app_label(), 1, "+ 10.0.0.1"));
+    }
+
+    #[test]
+    fn step2_app_block_inbound_beats_global_allow_rule() {
+        let world = World::new()
+            .app_set(SettingKey::BlockInbound, "true")
+            .global_set(SettingKey::BlockInbound, "false")
+            .global_rules(&["+ Inbound tcp/8080"]);
+        let e = world.decide(&inbound("192.168.1.9", 8080));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockInbound, "true", SettingSource::App)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: inbound connections are blocked (block_inbound, set on app /usr/bin/curl)"
+        );
+    }
+
+    #[test]
+    fn step3_global_rule_beats_global_block_scopes_and_default_block_inbound() {
+        let world = World::new()
+            .global_set(SettingKey::BlockScopes, "LAN")
+            .global_rules(&["+ 192.168.0.0/16", "+ Inbound 192.168.0.0/16 tcp/22"]);
+        let e = world.decide(&out("192.168.1.1", 631));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_rule(ProfileLabel::Global, 1, "+ 192.168.0.0/16")
+        );
+
+        let e = world.decide(&inbound("192.168.7.7", 22));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_rule(ProfileLabel::Global, 2, "+ Inbound 192.168.0.0/16 tcp/22")
+        );
+    }
+
+    #[test]
+    fn step4_global_block_scopes_when_no_rule_matches() {
+        let world = World::new().global_set(SettingKey::BlockScopes, "LAN,P2P");
+        let e = world.decide(&out("192.168.1.1", 631));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockScopes, "LAN,P2P", SettingSource::Global)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: scope LAN is blocked by block_scopes=LAN,P2P set in global settings"
+        );
+        // Without an app the global settings still apply.
+        assert_eq!(
+            world.decide_without_app(&out("192.168.1.1", 631)).verdict,
+            Verdict::Block
+        );
+    }
+
+    #[test]
+    fn p2p_versus_looked_up_internet() {
+        let world = World::new().global_set(SettingKey::BlockScopes, "P2P");
+        let looked_up = out("203.0.113.5", 443);
+        let e = world.decide(&looked_up);
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::DefaultAction, "allow", SettingSource::Default)
+        );
+
+        let p2p = Facts {
+            looked_up: false,
+            ..looked_up
+        };
+        let e = world.decide(&p2p);
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockScopes, "P2P", SettingSource::Global)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: scope P2P is blocked by block_scopes=P2P set in global settings"
+        );
+
+        // `Internet` in the list covers P2P too, and says so.
+        let world = World::new().global_set(SettingKey::BlockScopes, "Internet");
+        let e = world.decide(&p2p);
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.summary,
+            "blocked: scope P2P is blocked by block_scopes=Internet (Internet includes P2P) \
+             set in global settings"
+        );
+        assert_eq!(world.decide(&looked_up).verdict, Verdict::Block);
+    }
+
+    #[test]
+    fn p2p_rule_keyword_matches_only_unresolved_internet() {
+        let world = World::new().app_rules(&["- P2P"]);
+        let looked_up = out("203.0.113.5", 443);
+        assert_eq!(world.decide(&looked_up).verdict, Verdict::Allow);
+        let e = world.decide(&Facts {
+            looked_up: false,
+            ..looked_up
+        });
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(e.decided_by, by_rule(app_label(), 1, "- P2P"));
+        assert_eq!(
+            world
+                .decide(&Facts {
+                    looked_up: false,
+                    ..out("10.0.0.1", 1)
+                })
+                .verdict,
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn step4_inbound_blocked_by_builtin_default() {
+        let world = World::new();
+        let e = world.decide(&inbound("198.51.100.7", 22));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockInbound, "true", SettingSource::Default)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: inbound connections are blocked (block_inbound, built-in default)"
+        );
+    }
+
+    #[test]
+    fn inbound_from_localhost_is_not_blocked_by_settings() {
+        let world = World::new().global_set(SettingKey::BlockScopes, "Inbound");
+        for peer in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let e = world.decide(&inbound(peer, 8080));
+            assert_eq!(e.verdict, Verdict::Allow, "{peer}");
+            assert_eq!(
+                e.decided_by,
+                by_setting(SettingKey::DefaultAction, "allow", SettingSource::Default)
+            );
+        }
+        // …but it is from elsewhere, by block_inbound (checked first) …
+        let e = world.decide(&inbound("192.168.1.2", 8080));
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockInbound, "true", SettingSource::Default)
+        );
+        // …and by `Inbound` in block_scopes when block_inbound is off.
+        let world = world.global_set(SettingKey::BlockInbound, "false");
+        let e = world.decide(&inbound("192.168.1.2", 8080));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockScopes, "Inbound", SettingSource::Global)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: scope Inbound is blocked by block_scopes=Inbound set in global settings"
+        );
+    }
+
+    #[test]
+    fn per_app_inbound_exception() {
+        let world = World::new()
+            .global_set(SettingKey::BlockInbound, "true")
+            .app_set(SettingKey::BlockInbound, "false");
+        let e = world.decide(&inbound("192.168.1.2", 8080));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::DefaultAction, "allow", SettingSource::Default)
+        );
+        // Another app (or no app) is still blocked by the global value.
+        let e = world.decide_without_app(&inbound("192.168.1.2", 8080));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockInbound, "true", SettingSource::Global)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked: inbound connections are blocked (block_inbound, global settings)"
+        );
+    }
+
+    #[test]
+    fn app_block_scopes_replaces_the_global_list() {
+        let world = World::new()
+            .global_set(SettingKey::BlockScopes, "LAN")
+            .app_set(SettingKey::BlockScopes, "");
+        let e = world.decide(&out("192.168.1.1", 631));
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::DefaultAction, "allow", SettingSource::Default)
+        );
+    }
+
+    #[test]
+    fn step5_default_action_from_each_source() {
+        let facts = out("203.0.113.5", 443);
+        let e = World::new().decide(&facts);
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::DefaultAction, "allow", SettingSource::Default)
+        );
+        assert_eq!(
+            e.summary,
+            "allowed by default_action=allow (built-in default)"
+        );
+
+        let world = World::new().global_set(SettingKey::DefaultAction, "block");
+        let e = world.decide(&facts);
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::DefaultAction, "block", SettingSource::Global)
+        );
+        assert_eq!(
+            e.summary,
+            "blocked by default_action=block (global settings)"
+        );
+
+        let world = world.app_set(SettingKey::DefaultAction, "ask");
+        let e = world.decide(&facts);
+        assert_eq!(e.verdict, Verdict::Ask);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::DefaultAction, "ask", SettingSource::App)
+        );
+        assert_eq!(
+            e.summary,
+            "asking the user, by default_action=ask (app /usr/bin/curl)"
+        );
+
+        let world = World::new().global_set(SettingKey::DefaultAction, "allow");
+        let e = world.decide_without_app(&facts);
+        assert_eq!(
+            e.summary,
+            "allowed by default_action=allow (global settings)"
+        );
+    }
+
+    #[test]
+    fn domain_country_and_asn_rules_decide_with_their_facts() {
+        let world = World::new().global_rules(&["- .tracker.example", "- RU", "- AS64500"]);
+        let mut facts = out("203.0.113.5", 443);
+        facts.domain = Some("cdn.tracker.example");
+        let e = world.decide(&facts);
+        assert_eq!(
+            e.decided_by,
+            by_rule(ProfileLabel::Global, 1, "- .tracker.example")
+        );
+        facts.domain = Some("example.org");
+        facts.country = Some(*b"RU");
+        assert_eq!(
+            world.decide(&facts).decided_by,
+            by_rule(ProfileLabel::Global, 2, "- RU")
+        );
+        facts.country = Some(*b"DE");
+        facts.asn = Some(64500);
+        assert_eq!(
+            world.decide(&facts).decided_by,
+            by_rule(ProfileLabel::Global, 3, "- AS64500")
+        );
+        facts.asn = None;
+        assert_eq!(world.decide(&facts).verdict, Verdict::Allow);
+    }
+}
