@@ -1,0 +1,234 @@
+//! `lab-app`: the tiny client program that plays an "application" in the lab.
+//!
+//! The lab copies this binary to a distinct path per app (the firewall tells apps apart by
+//! executable path) and runs it inside the client namespace. It makes exactly one attempt,
+//! prints one `ok …` or `error …` line on stdout and exits with a code from `app_codes`, so a
+//! test can tell a reset from a drop from a local EPERM. Standard library only; it must not
+//! retry, fork or linger beyond `--hold-ms`.
+//!
+//! ```text
+//! lab-app connect tcp HOST PORT [--send TEXT] [--timeout-ms N] [--hold-ms N]
+//! lab-app connect udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (connect() + send())
+//! lab-app send    udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (unconnected sendto())
+//! lab-app resolve NAME
+//! ```
+//! HOST is an IP literal or a name resolved by the system resolver. UDP sends `lab-app` unless
+//! `--send` says otherwise and waits for the echo unless `--no-reply`.
+
+#[path = "../app_codes.rs"]
+mod app_codes;
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE_TEXT: &str = "usage: lab-app connect tcp|udp HOST PORT [--send TEXT] [--timeout-ms N] \
+[--hold-ms N] [--no-reply]\n       lab-app send udp HOST PORT [...]\n       lab-app resolve NAME";
+
+/// Options after the positional arguments.
+struct Opts {
+    send: Option<String>,
+    timeout: Duration,
+    hold: Duration,
+    reply: bool,
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: i32,
+    what: String,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run(&args) {
+        Ok(line) => {
+            println!("ok {line} pid={}", std::process::id());
+            app_codes::OK
+        }
+        Err(f) => {
+            println!(
+                "error {} code={} pid={}",
+                f.what,
+                f.code,
+                std::process::id()
+            );
+            if f.code == app_codes::USAGE {
+                eprintln!("{USAGE_TEXT}");
+            }
+            f.code
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn usage(msg: &str) -> Failure {
+    Failure {
+        code: app_codes::USAGE,
+        what: format!("usage msg={msg:?}"),
+    }
+}
+
+fn run(args: &[String]) -> Result<String, Failure> {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match strs.as_slice() {
+        ["resolve", name] => resolve(name),
+        [
+            verb @ ("connect" | "send"),
+            proto @ ("tcp" | "udp"),
+            host,
+            port,
+            rest @ ..,
+        ] => {
+            let opts = parse_opts(rest)?;
+            let port: u16 = port.parse().map_err(|_| usage("bad port"))?;
+            let addr = target(host, port)?;
+            match (*verb, *proto) {
+                ("connect", "tcp") => tcp(addr, &opts),
+                ("connect", "udp") => udp(addr, &opts, true),
+                ("send", "udp") => udp(addr, &opts, false),
+                _ => Err(usage("`send` is for udp; use `connect tcp`")),
+            }
+        }
+        _ => Err(usage("unknown command")),
+    }
+}
+
+fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
+    let mut opts = Opts {
+        send: None,
+        timeout: Duration::from_secs(3),
+        hold: Duration::ZERO,
+        reply: true,
+    };
+    loop {
+        match rest {
+            [] => return Ok(opts),
+            ["--send", text, tail @ ..] => {
+                opts.send = Some((*text).to_owned());
+                rest = tail;
+            }
+            ["--timeout-ms", ms, tail @ ..] => {
+                opts.timeout = Duration::from_millis(ms.parse().map_err(|_| usage("bad ms"))?);
+                rest = tail;
+            }
+            ["--hold-ms", ms, tail @ ..] => {
+                opts.hold = Duration::from_millis(ms.parse().map_err(|_| usage("bad ms"))?);
+                rest = tail;
+            }
+            ["--no-reply", tail @ ..] => {
+                opts.reply = false;
+                rest = tail;
+            }
+            _ => return Err(usage("unknown option")),
+        }
+    }
+}
+
+fn target(host: &str, port: u16) -> Result<SocketAddr, Failure> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let resolved = (host, port).to_socket_addrs().map_err(|e| Failure {
+        code: app_codes::RESOLVE,
+        what: format!("resolve name={host} msg={:?}", e.to_string()),
+    })?;
+    resolved.into_iter().next().ok_or_else(|| Failure {
+        code: app_codes::RESOLVE,
+        what: format!("resolve name={host} msg=\"no addresses\""),
+    })
+}
+
+fn resolve(name: &str) -> Result<String, Failure> {
+    let addrs = (name, 0).to_socket_addrs().map_err(|e| Failure {
+        code: app_codes::RESOLVE,
+        what: format!("resolve name={name} msg={:?}", e.to_string()),
+    })?;
+    let ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+    Ok(format!("resolve name={name} addrs={}", ips.join(",")))
+}
+
+/// Maps an I/O error to an exit code; `reading` marks errors while waiting for the echo.
+fn fail(step: &str, peer: SocketAddr, e: &io::Error, reading: bool) -> Failure {
+    let code = match e.kind() {
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => app_codes::REFUSED,
+        ErrorKind::PermissionDenied => app_codes::DENIED,
+        ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable => app_codes::UNREACHABLE,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock if reading => app_codes::NO_REPLY,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => app_codes::TIMEOUT,
+        _ => app_codes::FAILED,
+    };
+    let errno = e.raw_os_error().unwrap_or(0);
+    Failure {
+        code,
+        what: format!("{step} peer={peer} errno={errno} msg={:?}", e.to_string()),
+    }
+}
+
+fn tcp(peer: SocketAddr, opts: &Opts) -> Result<String, Failure> {
+    let step = "connect tcp";
+    let mut s =
+        TcpStream::connect_timeout(&peer, opts.timeout).map_err(|e| fail(step, peer, &e, false))?;
+    let local = s.local_addr().map_err(|e| fail(step, peer, &e, false))?;
+    let mut line = format!("{step} peer={peer} local={local}");
+    if let Some(text) = &opts.send {
+        s.set_read_timeout(Some(opts.timeout))
+            .map_err(|e| fail(step, peer, &e, false))?;
+        s.write_all(text.as_bytes())
+            .map_err(|e| fail(step, peer, &e, false))?;
+        let mut got = vec![0_u8; text.len()];
+        s.read_exact(&mut got).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                Failure {
+                    code: app_codes::NO_REPLY,
+                    what: format!("{step} peer={peer} msg=eof"),
+                }
+            } else {
+                fail(step, peer, &e, true)
+            }
+        })?;
+        line.push_str(&format!(" reply={:?}", String::from_utf8_lossy(&got)));
+    }
+    std::thread::sleep(opts.hold);
+    Ok(line)
+}
+
+fn udp(peer: SocketAddr, opts: &Opts, connected: bool) -> Result<String, Failure> {
+    let step = if connected { "connect udp" } else { "send udp" };
+    let any: IpAddr = if peer.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let sock = UdpSocket::bind((any, 0)).map_err(|e| fail(step, peer, &e, false))?;
+    let text = opts.send.clone().unwrap_or_else(|| "lab-app".to_owned());
+    if connected {
+        sock.connect(peer)
+            .map_err(|e| fail(step, peer, &e, false))?;
+        sock.send(text.as_bytes())
+            .map_err(|e| fail(step, peer, &e, false))?;
+    } else {
+        sock.send_to(text.as_bytes(), peer)
+            .map_err(|e| fail(step, peer, &e, false))?;
+    }
+    let local = sock.local_addr().map_err(|e| fail(step, peer, &e, false))?;
+    let mut line = format!("{step} peer={peer} local={local}");
+    if opts.reply {
+        sock.set_read_timeout(Some(opts.timeout))
+            .map_err(|e| fail(step, peer, &e, false))?;
+        let mut buf = [0_u8; 2048];
+        let n = if connected {
+            sock.recv(&mut buf)
+                .map_err(|e| fail(step, peer, &e, true))?
+        } else {
+            sock.recv_from(&mut buf)
+                .map_err(|e| fail(step, peer, &e, true))?
+                .0
+        };
+        let got = buf.get(..n).unwrap_or_default();
+        line.push_str(&format!(" reply={:?}", String::from_utf8_lossy(got)));
+    }
+    std::thread::sleep(opts.hold);
+    Ok(line)
+}
