@@ -46,7 +46,7 @@ mod process;
 pub use bins::lab_bin;
 pub use helper::{Helper, HelperOpts};
 pub use lab::{Lab, Ns, Proto, lab_root};
-pub use netns::netns_list_with_prefix;
+pub use netns::{hold_sweeps, netns_list_with_prefix};
 pub use nix::sys::signal::Signal;
 pub use process::{CmdOutput, CtlOutput, LabProcess};
 

@@ -262,8 +262,16 @@ static SWEEP: Mutex<()> = Mutex::new(());
 
 /// Removes what labs of dead processes left behind: their registered processes, their lab
 /// directories under `lab_root`, and their namespaces. Never panics; reports problems.
+/// Holds off every sweep in this process while the guard lives. The sweep self-test builds a
+/// fake dead run under it, so that a lab starting in a parallel test cannot sweep that run
+/// half-built (before its registry of processes exists).
+#[doc(hidden)]
+pub fn hold_sweeps() -> std::sync::MutexGuard<'static, ()> {
+    SWEEP.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub(crate) fn sweep(lab_root: &Path) {
-    let _guard = SWEEP.lock().unwrap_or_else(PoisonError::into_inner);
+    let _guard = hold_sweeps();
     let dead = |name: &str| owner_pid(name).is_some_and(|pid| !pid_alive(pid));
 
     if let Ok(entries) = std::fs::read_dir(lab_root) {

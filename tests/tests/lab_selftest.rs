@@ -217,6 +217,7 @@ fn leftovers_of_a_dead_run_are_swept() {
         .unwrap();
     let name = format!("pcl-{dead}-old{}", std::process::id());
     let netns = format!("{name}-c");
+    let no_sweeps = portcullis_lab::hold_sweeps();
     let st = Command::new("ip")
         .args(["netns", "add", &netns])
         .status()
@@ -234,6 +235,22 @@ fn leftovers_of_a_dead_run_are_swept() {
     };
     let mut orphan = spawn_inside();
     let mut bare = spawn_inside();
+    // A bare pid is tied to the run only once it lives inside the namespace: wait until
+    // nsenter has joined it (under load that takes a moment).
+    let ns_inode = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(format!("/run/netns/{netns}")).unwrap(),
+    );
+    for pid in [orphan.id(), bare.id()] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .ok()
+            != Some(format!("net:[{ns_inode}]"))
+        {
+            assert!(Instant::now() < deadline, "nsenter never joined {netns}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     // A decoy outside the namespace, listed with a wrong start time and as a bare pid: a
     // recycled pid must never be killed.
     let mut decoy = Command::new("sleep").arg("1000").spawn().unwrap();
@@ -257,10 +274,14 @@ fn leftovers_of_a_dead_run_are_swept() {
     )
     .unwrap();
 
+    drop(no_sweeps);
     let lab = Lab::new("sweeper");
     assert_eq!(netns_list_with_prefix(&netns), Vec::<String>::new());
     assert!(!dir.exists(), "leftover lab dir not swept");
-    for child in [&mut orphan, &mut bare] {
+    for (which, child) in [
+        ("registered with start time", &mut orphan),
+        ("bare pid", &mut bare),
+    ] {
         let deadline = Instant::now() + Duration::from_secs(3);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -268,7 +289,7 @@ fn leftovers_of_a_dead_run_are_swept() {
             }
             assert!(
                 Instant::now() < deadline,
-                "the dead run's process was not killed"
+                "the dead run's process ({which}) was not killed"
             );
             std::thread::sleep(Duration::from_millis(20));
         };

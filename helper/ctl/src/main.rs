@@ -1,1 +1,404 @@
-fn main() {}
+//! `portcullisctl`, the command-line client of `portcullisd`. It speaks the same protocol as
+//! the desktop app (only `portcullis-protocol` and `portcullis-ipc`), prints tables for people
+//! and, with `--json`, the helper's answers as JSON for scripts. Errors are one line on
+//! stderr (or a JSON object on stdout with `--json`) and a non-zero exit code.
+//!
+//! The command-line surface is a contract: later releases add commands, never rename these.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use portcullis_ipc::{Client, ClientConfig, IpcError};
+use portcullis_protocol::{
+    ConnectionQuery, Direction, Protocol, Request, Response, RuleLifetime, RuleOwner, SettingKey,
+    SettingValue,
+};
+
+/// Default socket of the helper.
+const DEFAULT_SOCKET: &str = "/run/portcullis/helper.sock";
+
+/// Control Portcullis, the per-application firewall, from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "portcullisctl", version, about, propagate_version = true)]
+struct Cli {
+    /// The helper's socket.
+    #[arg(long, global = true, value_name = "PATH", env = "PORTCULLIS_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the helper's answers as JSON (errors too, on stdout).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Trust a socket not owned by root (tests and development only).
+    #[arg(long, global = true, hide = true)]
+    insecure_any_socket_owner: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Version, uptime and enforcement state of the helper.
+    Status,
+    /// Show or change settings, globally or for one app.
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+    /// Apps (profiles) the helper knows.
+    #[command(subcommand)]
+    Apps(AppsCmd),
+    /// Endpoint rules, globally or for one app (first match wins).
+    #[command(subcommand)]
+    Rules(RulesCmd),
+    /// Print events (setting and rule changes, new apps) as they happen, until interrupted.
+    Events,
+    /// What would happen to a connection, and why (nothing is changed). Options go before
+    /// the connection, e.g. `explain --app /usr/bin/curl tcp 10.0.0.1 443`.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    app: AppOpt,
+    /// A connection another machine opens to us (PORT is then our local port).
+    #[arg(long)]
+    inbound: bool,
+    /// The name the app looked ADDRESS up by.
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+    /// tcp, udp or icmp.
+    protocol: String,
+    /// The other end's IP address.
+    address: String,
+    /// The port (remote for outbound, local for inbound); not for icmp.
+    port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+struct AppOpt {
+    /// The app, by executable path; without it, the global settings or rules.
+    #[arg(long, value_name = "EXE")]
+    app: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SettingsCmd {
+    /// Show every setting in force (and where it comes from), or one.
+    Get {
+        /// One key; all when left out.
+        key: Option<String>,
+        #[command(flatten)]
+        app: AppOpt,
+    },
+    /// Set KEY to VALUE; without VALUE, clear it so it is inherited again.
+    Set {
+        /// The key, e.g. default_action.
+        key: String,
+        /// The value, e.g. block; left out: inherit.
+        value: Option<String>,
+        #[command(flatten)]
+        app: AppOpt,
+    },
+    /// List the keys and what they take.
+    Keys,
+}
+
+#[derive(Debug, Subcommand)]
+enum AppsCmd {
+    /// Every app with a profile.
+    List,
+    /// One app: its profile, settings in force and rules.
+    Show {
+        /// The app's executable path.
+        app: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCmd {
+    /// The rules of one list, in order.
+    List {
+        #[command(flatten)]
+        app: AppOpt,
+    },
+    /// Add a rule, e.g. `rules add --app /usr/bin/curl - 10.0.0.0/8`. Options go before the
+    /// rule.
+    Add {
+        #[command(flatten)]
+        app: AppOpt,
+        /// 1-based position in the list; default: at the end.
+        #[arg(long, value_name = "N")]
+        position: Option<u32>,
+        /// Remove the rule after this many minutes.
+        #[arg(long, value_name = "MINUTES", conflicts_with = "until_restart")]
+        minutes: Option<u32>,
+        /// Remove the rule when the helper restarts.
+        #[arg(long)]
+        until_restart: bool,
+        /// The rule: `+` or `-`, then what it matches, e.g. `- *.example.com tcp/443`.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        rule: Vec<String>,
+    },
+    /// Remove a rule by id.
+    Remove {
+        /// The rule's id (see `rules list`).
+        id: i64,
+    },
+    /// Move a rule to a 1-based position in its list.
+    Move {
+        /// The rule's id.
+        id: i64,
+        /// The new position.
+        position: u32,
+    },
+}
+
+/// A failure to report: its message, a machine code for `--json`, the exit code.
+struct Failure {
+    code: &'static str,
+    message: String,
+    exit: u8,
+}
+
+impl From<IpcError> for Failure {
+    fn from(e: IpcError) -> Failure {
+        let (code, exit) = match &e {
+            IpcError::Helper(frame) => (error_code(frame.code), 1),
+            IpcError::NotRunning { .. } => ("not_running", 3),
+            IpcError::PermissionDenied { .. } | IpcError::Refused(_) => ("permission_denied", 4),
+            _ => ("ipc", 1),
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+            exit,
+        }
+    }
+}
+
+fn error_code(code: portcullis_protocol::ErrorCode) -> &'static str {
+    use portcullis_protocol::ErrorCode as C;
+    match code {
+        C::PermissionDenied => "permission_denied",
+        C::VersionMismatch => "version_mismatch",
+        C::BadFrame => "bad_frame",
+        C::FrameTooLarge => "frame_too_large",
+        C::InvalidInput => "invalid_input",
+        C::NotFound => "not_found",
+        C::Internal => "internal",
+        C::Unknown => "unknown",
+    }
+}
+
+fn usage(message: String) -> Failure {
+    Failure {
+        code: "invalid_input",
+        message,
+        exit: 2,
+    }
+}
+
+fn owner(app: &AppOpt) -> RuleOwner {
+    match &app.app {
+        Some(a) => RuleOwner::App(a.clone()),
+        None => RuleOwner::Global,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn connection_query(args: &ExplainArgs) -> Result<ConnectionQuery, Failure> {
+    let protocol = match args.protocol.to_ascii_lowercase().as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "icmp" => Protocol::Icmp,
+        other => {
+            return Err(usage(format!(
+                "invalid protocol `{other}`: expected tcp, udp or icmp"
+            )));
+        }
+    };
+    let remote = args.address.parse().map_err(|_| {
+        usage(format!(
+            "invalid address `{}`: expected an IPv4 or IPv6 address",
+            args.address
+        ))
+    })?;
+    if protocol == Protocol::Icmp && args.port.is_some() {
+        return Err(usage("icmp has no ports".into()));
+    }
+    let (direction, remote_port, local_port) = if args.inbound {
+        (Direction::Inbound, None, args.port)
+    } else {
+        (Direction::Outbound, args.port, None)
+    };
+    Ok(ConnectionQuery {
+        direction,
+        protocol,
+        remote,
+        remote_port,
+        local_port,
+        domain: args.domain.clone(),
+    })
+}
+
+async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    Ok(Client::connect(ClientConfig {
+        path: cli.socket.clone(),
+        require_root_owner: !cli.insecure_any_socket_owner,
+        client_name: format!("portcullisctl {}", env!("CARGO_PKG_VERSION")),
+        max_frame_len: portcullis_protocol::MAX_FRAME_LEN,
+    })
+    .await?)
+}
+
+async fn call(client: &mut Client, request: Request) -> Result<Response, Failure> {
+    Ok(client.call(request).await?)
+}
+
+async fn run(cli: &Cli) -> Result<(), Failure> {
+    // Usage errors that need no helper are found before connecting.
+    if let Command::Settings(SettingsCmd::Keys) = &cli.command {
+        output::keys(cli.json);
+        return Ok(());
+    }
+    let mut client = connect(cli).await?;
+    let json = cli.json;
+    match &cli.command {
+        Command::Status => output::status(&call(&mut client, Request::Status).await?, json),
+        Command::Settings(SettingsCmd::Get { key, app }) => {
+            let key = key
+                .as_deref()
+                .map(str::parse::<SettingKey>)
+                .transpose()
+                .map_err(|e| usage(e.message))?;
+            let resp = call(
+                &mut client,
+                Request::GetSettings {
+                    app: app.app.clone(),
+                },
+            )
+            .await?;
+            output::settings(&resp, key, json);
+        }
+        Command::Settings(SettingsCmd::Set { key, value, app }) => {
+            let key: SettingKey = key
+                .parse()
+                .map_err(|e: portcullis_protocol::SettingParseError| usage(e.message))?;
+            let value = value
+                .as_deref()
+                .map(|v| SettingValue::parse(key, v))
+                .transpose()
+                .map_err(|e| usage(e.message))?;
+            let req = Request::SetSetting {
+                app: app.app.clone(),
+                key,
+                value,
+            };
+            output::settings(&call(&mut client, req).await?, Some(key), json);
+        }
+        Command::Settings(SettingsCmd::Keys) => output::keys(json),
+        Command::Apps(AppsCmd::List) => {
+            output::apps(&call(&mut client, Request::ListApps).await?, json)
+        }
+        Command::Apps(AppsCmd::Show { app }) => {
+            output::app(
+                &call(&mut client, Request::ShowApp { app: app.clone() }).await?,
+                json,
+            );
+        }
+        Command::Rules(RulesCmd::List { app }) => {
+            output::rules(
+                &call(&mut client, Request::ListRules { owner: owner(app) }).await?,
+                json,
+            );
+        }
+        Command::Rules(RulesCmd::Add {
+            app,
+            position,
+            minutes,
+            until_restart,
+            rule,
+        }) => {
+            let lifetime = match (minutes, until_restart) {
+                (Some(0), _) => return Err(usage("--minutes must be at least 1".into())),
+                (Some(m), _) => RuleLifetime::Until {
+                    unix_ms: now_ms() + u64::from(*m) * 60_000,
+                },
+                (None, true) => RuleLifetime::UntilRestart,
+                (None, false) => RuleLifetime::Forever,
+            };
+            let req = Request::AddRule {
+                owner: owner(app),
+                text: rule.join(" "),
+                position: *position,
+                lifetime,
+            };
+            output::rule(&call(&mut client, req).await?, "added", json);
+        }
+        Command::Rules(RulesCmd::Remove { id }) => {
+            output::rule(
+                &call(&mut client, Request::RemoveRule { id: *id }).await?,
+                "removed",
+                json,
+            );
+        }
+        Command::Rules(RulesCmd::Move { id, position }) => {
+            let req = Request::MoveRule {
+                id: *id,
+                position: *position,
+            };
+            output::rules(&call(&mut client, req).await?, json);
+        }
+        Command::Explain(args) => {
+            let query = connection_query(args)?;
+            let req = Request::Explain {
+                app: args.app.app.clone(),
+                connection: query,
+            };
+            output::explanation(&call(&mut client, req).await?, json);
+        }
+        Command::Events => {
+            call(&mut client, Request::Subscribe).await?;
+            loop {
+                let event = client.next_event().await?;
+                output::event(&event, json);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullisctl: error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": f.code, "message": f.message } })
+                );
+            } else {
+                eprintln!("portcullisctl: error: {}", f.message);
+            }
+            ExitCode::from(f.exit)
+        }
+    }
+}

@@ -1,1 +1,151 @@
-fn main() {}
+//! `portcullisd`, the privileged helper: wiring only. It reads the configuration, opens the
+//! settings database, serves IPC, and stops cleanly on SIGTERM/SIGINT. Decisions live in
+//! `portcullis-policy`, storage in `store`, request handling in `service`, sockets in
+//! `portcullis-ipc`. `portcullisd recover` undoes what a crashed run left behind.
+
+mod config;
+mod paths;
+mod recover;
+mod serve;
+mod service;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::paths::Paths;
+
+/// Portcullis' privileged helper: decides, per application, which connections may pass.
+#[derive(Debug, Parser)]
+#[command(name = "portcullisd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+/// Options that place the helper's files; each overrides the configuration file.
+#[derive(Debug, clap::Args)]
+struct Placement {
+    /// Configuration file (TOML). Default: /etc/portcullis/portcullisd.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the settings database. Default: /var/lib/portcullis.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// IPC socket. Default: /run/portcullis/helper.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run in the foreground until SIGTERM or SIGINT.
+    Run(Placement),
+    /// Undo every system change a crashed run left behind (safe to run at any time).
+    Recover(Placement),
+}
+
+/// Everything `run` needs, resolved from the options, the configuration file and defaults.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Where things live.
+    pub paths: Paths,
+    /// Group allowed on the socket besides root, by name as configured.
+    pub group: String,
+}
+
+fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
+    let (config_path, required) = match &p.config {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(paths::DEFAULT_CONFIG), false),
+    };
+    let config = Config::load(&config_path, required)?;
+    let state_dir = p
+        .state_dir
+        .clone()
+        .or(config.state_dir)
+        .unwrap_or_else(|| PathBuf::from(paths::DEFAULT_STATE_DIR));
+    let socket = p
+        .socket
+        .clone()
+        .or(config.ipc.socket)
+        .unwrap_or_else(|| PathBuf::from(paths::DEFAULT_SOCKET));
+    Ok(Resolved {
+        paths: Paths {
+            state_dir: paths::absolute(&state_dir),
+            socket: paths::absolute(&socket),
+        },
+        group: config
+            .ipc
+            .group
+            .unwrap_or_else(|| paths::DEFAULT_GROUP.to_string()),
+    })
+}
+
+/// Milliseconds since the Unix epoch, the time unit of stored rules.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let result = match &cli.command {
+        Command::Run(p) => resolve(p).and_then(|r| serve::run(&r)),
+        Command::Recover(p) => resolve(p)
+            .and_then(|r| recover::recover(&r.paths))
+            .map(|done| {
+                for line in done {
+                    println!("{line}");
+                }
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("portcullisd: error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates the state directory (root-only) if it does not exist.
+pub fn ensure_state_dir(paths: &Paths) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&paths.state_dir)
+        .with_context(|| {
+            format!(
+                "cannot create state directory {}",
+                paths.state_dir.display()
+            )
+        })
+}

@@ -43,43 +43,7 @@ impl RuleAction {
     }
 }
 
-/// Which connections a rule applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Connections this machine opens (the default when a rule does not say `Inbound`).
-    Outbound,
-    /// Connections others open to this machine: the entity matches the remote peer and the
-    /// port spec matches our local port.
-    Inbound,
-}
-
-/// A transport protocol, as named in port specs and in connection facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-    /// ICMP and ICMPv6: to a person they are the same "ping" protocol.
-    Icmp,
-}
-
-impl Protocol {
-    /// The rule-text word: `tcp`, `udp` or `icmp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Icmp => "icmp",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use portcullis_protocol::{Direction, Protocol};
 
 /// Whom a rule is about: the remote end of the connection.
 ///

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apps::{AppInfo, AppRef};
+use crate::connection::ConnectionQuery;
+use crate::explain::Explanation;
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
 use crate::status::Status;
@@ -132,6 +134,15 @@ pub enum Request {
     },
     /// Starts sending `Event` frames on this connection. Answer: `Subscribed`.
     Subscribe,
+    /// Decides a hypothetical connection of `app` (or of an app without a profile) with the
+    /// settings and rules in force, changing nothing. Answer: `Explanation`.
+    Explain {
+        /// The app, or `None` for an app that has no profile of its own.
+        #[serde(default)]
+        app: Option<AppRef>,
+        /// The connection.
+        connection: ConnectionQuery,
+    },
 }
 
 fn forever() -> RuleLifetime {
@@ -150,7 +161,8 @@ impl Request {
             | Request::ShowApp { .. }
             | Request::ListRules { .. }
             | Request::MoveRule { .. }
-            | Request::Subscribe => true,
+            | Request::Subscribe
+            | Request::Explain { .. } => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } => false,
         }
     }
@@ -181,6 +193,8 @@ pub enum Response {
     Rule(RuleInfo),
     /// For `Subscribe`.
     Subscribed,
+    /// For `Explain`.
+    Explanation(Explanation),
 }
 
 /// Something that happened in the helper, sent to subscribers.
@@ -249,7 +263,10 @@ pub struct ErrorFrame {
 impl ErrorFrame {
     /// Makes an error frame.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorFrame {
-        ErrorFrame { code, message: message.into() }
+        ErrorFrame {
+            code,
+            message: message.into(),
+        }
     }
 }
 

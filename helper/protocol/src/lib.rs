@@ -5,6 +5,7 @@
 //! fail on any accidental change of the wire format.
 
 pub mod apps;
+pub mod connection;
 pub mod explain;
 pub mod frames;
 pub mod rules;
@@ -12,8 +13,11 @@ pub mod settings;
 pub mod status;
 
 pub use apps::{AppInfo, AppKind, AppRef};
+pub use connection::{ConnectionQuery, Direction, Protocol};
 pub use explain::{DecidedBy, Explanation, ProfileLabel, Verdict};
-pub use frames::{ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame};
+pub use frames::{
+    ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,
+};
 pub use rules::{RuleInfo, RuleLifetime, RuleOwner};
 pub use settings::{
     Action, Scope, SettingEntry, SettingKey, SettingParseError, SettingSource, SettingValue,

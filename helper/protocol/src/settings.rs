@@ -56,8 +56,13 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in display order.
-    pub const ALL: [Scope; 5] =
-        [Scope::Localhost, Scope::Lan, Scope::Internet, Scope::P2p, Scope::Inbound];
+    pub const ALL: [Scope; 5] = [
+        Scope::Localhost,
+        Scope::Lan,
+        Scope::Internet,
+        Scope::P2p,
+        Scope::Inbound,
+    ];
 
     /// The keyword used in rule text and settings (`Localhost`, `LAN`, …).
     pub fn keyword(self) -> &'static str {
@@ -72,7 +77,9 @@ impl Scope {
 
     /// Parses a scope keyword, case-insensitively.
     pub fn from_keyword(word: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|s| s.keyword().eq_ignore_ascii_case(word))
+        Scope::ALL
+            .into_iter()
+            .find(|s| s.keyword().eq_ignore_ascii_case(word))
     }
 }
 
@@ -173,14 +180,15 @@ impl FromStr for SettingKey {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().replace('-', "_");
-        SettingKey::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(&wanted)).ok_or_else(
-            || SettingParseError {
+        SettingKey::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(&wanted))
+            .ok_or_else(|| SettingParseError {
                 message: format!(
                     "unknown setting `{s}` (known: {})",
                     SettingKey::ALL.map(SettingKey::as_str).join(", ")
                 ),
-            },
-        )
+            })
     }
 }
 
@@ -262,7 +270,9 @@ impl SettingValue {
         if fits {
             Ok(())
         } else {
-            Err(SettingParseError { message: format!("value `{self}` does not fit setting {key}") })
+            Err(SettingParseError {
+                message: format!("value `{self}` does not fit setting {key}"),
+            })
         }
     }
 }
@@ -332,7 +342,10 @@ mod tests {
         for key in SettingKey::ALL {
             assert_eq!(key.as_str().parse::<SettingKey>().unwrap(), key);
         }
-        assert_eq!("prompt-timeout-secs".parse::<SettingKey>().unwrap(), SettingKey::PromptTimeoutSecs);
+        assert_eq!(
+            "prompt-timeout-secs".parse::<SettingKey>().unwrap(),
+            SettingKey::PromptTimeoutSecs
+        );
         let err = "colour".parse::<SettingKey>().unwrap_err();
         assert!(err.message.contains("`colour`"), "{err}");
     }
@@ -364,8 +377,16 @@ mod tests {
         assert!(err.message.contains("`Moon`"), "{err}");
         assert!(SettingValue::parse(SettingKey::PromptTimeoutSecs, "0").is_err());
         assert!(SettingValue::parse(SettingKey::PromptTimeoutSecs, "-1").is_err());
-        assert!(SettingValue::Bool(true).check(SettingKey::DefaultAction).is_err());
-        assert!(SettingValue::Seconds(0).check(SettingKey::PromptTimeoutSecs).is_err());
+        assert!(
+            SettingValue::Bool(true)
+                .check(SettingKey::DefaultAction)
+                .is_err()
+        );
+        assert!(
+            SettingValue::Seconds(0)
+                .check(SettingKey::PromptTimeoutSecs)
+                .is_err()
+        );
     }
 
     #[test]

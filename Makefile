@@ -1,0 +1,43 @@
+# The README's commands. `sudo make run` runs Portcullis on this machine; `make test` runs
+# every test; `make demo` runs it all inside throwaway network namespaces.
+
+CARGO        ?= cargo
+TARGET_DIR   := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+RELEASE_BIN  := $(TARGET_DIR)/release
+DEBUG_BIN    := $(TARGET_DIR)/debug
+SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all deps build build-debug run test demo lint fmt clean
+
+all: build
+
+deps:
+	$(SUDO) scripts/install-deps
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+build-debug:
+	$(CARGO) build --workspace --bins
+
+# Installs what is missing, builds, and starts the helper in the foreground on this machine.
+run: deps build
+	scripts/run-local "$(RELEASE_BIN)"
+
+# Every test. Lab tests need root: run as root (CI does); outside CI they are skipped with a
+# message when not root.
+test: build-debug
+	$(CARGO) test --workspace --no-fail-fast
+
+demo: build-debug
+	$(SUDO) scripts/demo "$(DEBUG_BIN)"
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

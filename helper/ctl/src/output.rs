@@ -1,0 +1,297 @@
+//! How `portcullisctl` prints answers: aligned text for people, the answer's data as JSON with
+//! `--json`. Printing only; no requests are made here.
+
+use std::fmt::Write as _;
+
+use portcullis_protocol::{
+    AppInfo, AppKind, EnforcementState, Event, Response, RuleInfo, RuleLifetime, RuleOwner,
+    SettingKey, SettingsView,
+};
+use serde_json::Value;
+
+/// The data of an answer (`{"kind": …, "data": …}` → the data).
+fn data(resp: &Response) -> Value {
+    match serde_json::to_value(resp) {
+        Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
+    );
+}
+
+/// Prints rows as columns separated by two spaces, the last column unpadded.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        let cells: Vec<&str> = cells.collect();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+fn ago(unix_ms: u64) -> String {
+    if unix_ms == 0 {
+        return "never".into();
+    }
+    let now = crate::now_ms();
+    format!("{} ago", duration(now.saturating_sub(unix_ms) / 1000))
+}
+
+fn lifetime(l: RuleLifetime) -> String {
+    match l {
+        RuleLifetime::Forever => "forever".into(),
+        RuleLifetime::UntilRestart => "until restart".into(),
+        RuleLifetime::Until { unix_ms } => {
+            format!(
+                "{} left",
+                duration(unix_ms.saturating_sub(crate::now_ms()) / 1000)
+            )
+        }
+    }
+}
+
+/// `status`.
+pub fn status(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Status(s) = resp else {
+        return unexpected(resp);
+    };
+    println!(
+        "Portcullis helper {} (protocol {}), pid {}, up {}",
+        s.version,
+        s.protocol_version,
+        s.pid,
+        duration(s.uptime_secs)
+    );
+    match &s.enforcement {
+        EnforcementState::Enforcing => println!("Enforcement: on"),
+        EnforcementState::Paused { until_unix_ms } => println!(
+            "Enforcement: paused for {} more",
+            duration(until_unix_ms.saturating_sub(crate::now_ms()) / 1000)
+        ),
+        EnforcementState::Off { reason } => println!("Enforcement: off ({reason})"),
+    }
+    println!(
+        "Apps: {}  Rules: {}  Clients: {}",
+        s.apps, s.rules, s.clients
+    );
+}
+
+fn settings_rows(view: &SettingsView, only: Option<SettingKey>) -> Vec<Vec<String>> {
+    view.entries
+        .iter()
+        .filter(|e| only.is_none_or(|k| k == e.key))
+        .map(|e| vec![e.key.to_string(), e.value.to_string(), e.source.to_string()])
+        .collect()
+}
+
+/// `settings get|set`.
+pub fn settings(resp: &Response, only: Option<SettingKey>, json: bool) {
+    let Response::Settings(view) = resp else {
+        return unexpected(resp);
+    };
+    if json {
+        let mut view = view.clone();
+        view.entries.retain(|e| only.is_none_or(|k| k == e.key));
+        return print_json(&serde_json::to_value(&view).unwrap_or(Value::Null));
+    }
+    table(&["KEY", "VALUE", "FROM"], &settings_rows(view, only));
+}
+
+/// `settings keys`.
+pub fn keys(json: bool) {
+    if json {
+        let keys: Vec<Value> = SettingKey::ALL
+            .iter()
+            .map(|k| serde_json::json!({ "key": k.as_str(), "per_app": k.per_app(), "help": k.help() }))
+            .collect();
+        return print_json(&Value::Array(keys));
+    }
+    let rows: Vec<Vec<String>> = SettingKey::ALL
+        .iter()
+        .map(|k| vec![k.as_str().to_string(), k.help().to_string()])
+        .collect();
+    table(&["KEY", "MEANING"], &rows);
+}
+
+fn kind(k: AppKind) -> &'static str {
+    match k {
+        AppKind::Executable => "app",
+        AppKind::Kernel => "kernel",
+        AppKind::SystemDns => "system dns",
+    }
+}
+
+fn app_row(a: &AppInfo) -> Vec<String> {
+    vec![
+        a.name.clone(),
+        kind(a.kind).into(),
+        a.rules.to_string(),
+        a.overrides.to_string(),
+        ago(a.last_seen_unix_ms),
+        a.key.clone(),
+    ]
+}
+
+/// `apps list`.
+pub fn apps(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Apps(apps) = resp else {
+        return unexpected(resp);
+    };
+    let rows: Vec<Vec<String>> = apps.iter().map(app_row).collect();
+    table(
+        &["NAME", "KIND", "RULES", "OVERRIDES", "LAST SEEN", "APP"],
+        &rows,
+    );
+}
+
+fn rule_rows(rules: &[RuleInfo]) -> Vec<Vec<String>> {
+    rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.position.to_string(),
+                r.id.to_string(),
+                lifetime(r.lifetime),
+                r.text.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// `apps show`.
+pub fn app(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::App {
+        app,
+        settings,
+        rules,
+    } = resp
+    else {
+        return unexpected(resp);
+    };
+    println!("{} ({})", app.name, kind(app.kind));
+    println!("App:        {}", app.key);
+    println!("First seen: {}", ago(app.created_unix_ms));
+    println!("Last seen:  {}", ago(app.last_seen_unix_ms));
+    println!();
+    table(&["KEY", "VALUE", "FROM"], &settings_rows(settings, None));
+    println!();
+    if rules.is_empty() {
+        println!("No rules of its own; global rules apply.");
+    } else {
+        table(&["#", "ID", "LIFETIME", "RULE"], &rule_rows(rules));
+    }
+}
+
+/// `rules list|move`.
+pub fn rules(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Rules(rules) = resp else {
+        return unexpected(resp);
+    };
+    if rules.is_empty() {
+        println!("No rules.");
+        return;
+    }
+    table(&["#", "ID", "LIFETIME", "RULE"], &rule_rows(rules));
+}
+
+fn owner_text(o: &RuleOwner) -> String {
+    match o {
+        RuleOwner::Global => "global rules".into(),
+        RuleOwner::App(a) => format!("rules of {a}"),
+    }
+}
+
+/// `rules add|remove`.
+pub fn rule(resp: &Response, verb: &str, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Rule(r) = resp else {
+        return unexpected(resp);
+    };
+    println!(
+        "{verb} rule {} `{}` ({}, position {}, {})",
+        r.id,
+        r.text,
+        owner_text(&r.owner),
+        r.position,
+        lifetime(r.lifetime)
+    );
+}
+
+/// `explain`: the verdict, then why.
+pub fn explanation(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Explanation(e) = resp else {
+        return unexpected(resp);
+    };
+    println!("{}: {}", e.verdict, e.summary);
+}
+
+/// `events`: one line (or one JSON object) per event.
+pub fn event(e: &Event, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(e).unwrap_or_else(|_| "null".into())
+        );
+        return;
+    }
+    match e {
+        Event::SettingChanged { app: Some(a), key } => println!("setting {key} of {a} changed"),
+        Event::SettingChanged { app: None, key } => println!("global setting {key} changed"),
+        Event::RulesChanged { owner } => println!("{} changed", owner_text(owner)),
+        Event::AppAdded { app } => println!("new app {} ({})", app.name, app.key),
+        Event::Lagged { missed } => println!("missed {missed} events"),
+        Event::Unknown => println!("(an event this portcullisctl does not know)"),
+    }
+}
+
+fn unexpected(resp: &Response) {
+    eprintln!("portcullisctl: the helper answered with an unexpected {resp:?}");
+}

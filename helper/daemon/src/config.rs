@@ -1,0 +1,121 @@
+//! The helper's configuration file (TOML): where things live and who may connect. Parsing is
+//! pure (`Config::parse`); reading the file is separate (`Config::load`). Unknown keys are
+//! errors, so a typo never silently falls back to a default. User settings (default action,
+//! rules, …) are not here: they live in the settings database and change over IPC.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration file's contents. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the settings database.
+    pub state_dir: Option<PathBuf>,
+    /// IPC settings.
+    #[serde(default)]
+    pub ipc: IpcConfig,
+}
+
+/// The `[ipc]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpcConfig {
+    /// Socket path.
+    pub socket: Option<PathBuf>,
+    /// Group (name or numeric gid) whose members may connect besides root.
+    pub group: Option<String>,
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("configuration file {path} is invalid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses configuration text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Reads and parses `path`. A missing file is an error only when `required` (the user
+    /// named it with `--config`); the default file may be absent.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = Config::parse(
+            "state_dir = \"/tmp/s\"\n[ipc]\nsocket = \"/tmp/s.sock\"\ngroup = \"wheel\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new("/tmp/s")));
+        assert_eq!(c.ipc.group.as_deref(), Some("wheel"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_file() {
+        let err = Config::parse("[ipc]\nsokcet = \"/x\"\n", Path::new("/etc/p.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/etc/p.toml") && msg.contains("sokcet"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_missing_default_file_is_fine_but_a_named_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        assert_eq!(Config::load(&missing, false).unwrap(), Config::default());
+        let msg = Config::load(&missing, true).unwrap_err().to_string();
+        assert!(msg.contains("none.toml"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for text in ["\u{0}\u{1}", "[[[", "state_dir = 3", "ipc = 5"] {
+            assert!(
+                Config::parse(text, Path::new("g.toml")).is_err(),
+                "{text:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The running helper: binds the IPC socket, answers each authenticated client in its own
+//! task, ends temporary rules on time, and stops cleanly on SIGTERM/SIGINT. Requests go to
+//! `Service`; this module only moves frames and owns the tasks.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_ipc::{Connection, Server, ServerConfig};
+use portcullis_protocol::{
+    ClientFrame, EnforcementState, ErrorCode, ErrorFrame, Event, Reply, Request, Response,
+    ServerFrame,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::service::Service;
+use crate::store::Store;
+use crate::{Resolved, ensure_state_dir, now_ms};
+
+/// Events buffered per subscriber before it is told it lagged.
+const EVENT_BUFFER: usize = 1024;
+/// Frames queued for one client before its reader waits.
+const OUTBOX: usize = 256;
+
+type Shared = Arc<Mutex<Service>>;
+
+/// Runs the helper until a stop signal; returns once everything it set up is undone.
+pub fn run(resolved: &Resolved) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(resolved))
+}
+
+/// The gid allowed on the socket besides root; `None` (root only) when the group is missing.
+fn resolve_group(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Some(group.gid.as_raw()),
+        Ok(None) => {
+            tracing::warn!(
+                group = name,
+                "group does not exist; only root may use the helper (create it with `groupadd --system {name}`)"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(group = name, error = %e, "cannot look up group; only root may use the helper");
+            None
+        }
+    }
+}
+
+async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
+    let paths = &resolved.paths;
+    // Stop signals are hooked first so that no signal between here and the loop is lost.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    for line in crate::recover::recover(paths)? {
+        tracing::info!("{line} (left by an earlier run)");
+    }
+    ensure_state_dir(paths)?;
+    let store = Store::open(&paths.settings_db())?;
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let enforcement = EnforcementState::Off {
+        reason: "packet interception is not part of this build yet".to_string(),
+    };
+    let service: Shared = Arc::new(Mutex::new(Service::start(
+        store,
+        events.clone(),
+        enforcement,
+        now_ms(),
+    )?));
+
+    let group = resolve_group(&resolved.group);
+    let server = Server::bind(ServerConfig {
+        path: paths.socket.clone(),
+        group,
+        mode: if group.is_some() { 0o660 } else { 0o600 },
+        max_frame_len: portcullis_protocol::MAX_FRAME_LEN,
+    })
+    .with_context(|| format!("cannot serve IPC on {}", paths.socket.display()))?;
+    tracing::info!(
+        socket = %paths.socket.display(),
+        state_dir = %paths.state_dir.display(),
+        pid = std::process::id(),
+        "portcullisd ready"
+    );
+
+    let clients = Arc::new(AtomicU32::new(0));
+    let expiry = tokio::spawn(end_rules_on_time(service.clone(), events.subscribe()));
+    let result = loop {
+        tokio::select! {
+            accepted = server.accept() => match accepted {
+                Ok(conn) => {
+                    tokio::spawn(serve_client(conn, service.clone(), events.clone(), clients.clone()));
+                }
+                Err(e) => break Err(anyhow::Error::new(e).context("IPC socket failed")),
+            },
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
+        }
+    };
+    expiry.abort();
+    drop(server);
+    tracing::info!("portcullisd stopped");
+    result
+}
+
+/// Ends temporary rules when their time is up. It sleeps until the earliest end and wakes
+/// early when a rule list changes, so an idle helper does not tick.
+async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Event>) {
+    loop {
+        let wait = {
+            let svc = lock(&service);
+            svc.next_expiry()
+                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+        };
+        let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(24 * 3600)));
+        tokio::select! {
+            () = sleep => {
+                let failed = lock(&service).expire(now_ms()).err();
+                if let Some(e) = failed {
+                    tracing::error!(error = %e, "cannot end temporary rules; retrying in 10 s");
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            }
+            changed = changes.recv() => {
+                if matches!(changed, Err(broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Locks the service; a panic in another task while holding it must not stop the helper.
+fn lock(service: &Shared) -> std::sync::MutexGuard<'_, Service> {
+    service
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Decrements the client count when the connection ends, however it ends.
+struct ClientSlot(Arc<AtomicU32>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_client(
+    conn: Connection,
+    service: Shared,
+    events: broadcast::Sender<Event>,
+    clients: Arc<AtomicU32>,
+) {
+    clients.fetch_add(1, Ordering::Relaxed);
+    let _slot = ClientSlot(clients.clone());
+    let peer = conn.peer;
+    tracing::debug!(
+        uid = peer.uid,
+        pid = peer.pid,
+        client = conn.client_name(),
+        "client connected"
+    );
+    let (mut reader, mut writer) = conn.split();
+    let (outbox, mut outgoing) = mpsc::channel::<ServerFrame>(OUTBOX);
+
+    let writer_task = tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            let last = matches!(frame, ServerFrame::Error(_));
+            if writer.send(&frame).await.is_err() || last {
+                break;
+            }
+        }
+        writer.close();
+    });
+
+    let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let frame = match reader.recv().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(uid = peer.uid, error = %e, "bad frame; closing this connection");
+                if let Some(frame) = e.to_error_frame() {
+                    let _ = outbox.send(ServerFrame::Error(frame)).await;
+                }
+                break;
+            }
+        };
+        let (id, request) = match frame {
+            ClientFrame::Request { id, request } => (id, request),
+            ClientFrame::Hello { .. } => {
+                let err = ErrorFrame::new(ErrorCode::BadFrame, "unexpected second hello");
+                let _ = outbox.send(ServerFrame::Error(err)).await;
+                break;
+            }
+        };
+        let reply = if request == Request::Subscribe {
+            if forwarder.is_none() {
+                forwarder = Some(tokio::spawn(forward_events(
+                    events.subscribe(),
+                    outbox.clone(),
+                )));
+            }
+            Reply::Ok(Response::Subscribed)
+        } else {
+            let svc = service.clone();
+            let n = clients.load(Ordering::Relaxed);
+            // SQLite writes wait for fsync: keep them off the async workers.
+            match tokio::task::spawn_blocking(move || lock(&svc).handle(request, now_ms(), n)).await
+            {
+                Ok(Ok(response)) => Reply::Ok(response),
+                Ok(Err(e)) => Reply::Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "request handler failed");
+                    Reply::Err(ErrorFrame::new(
+                        ErrorCode::Internal,
+                        "the helper failed to answer; nothing was changed",
+                    ))
+                }
+            }
+        };
+        if outbox
+            .send(ServerFrame::Response { id, reply })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    if let Some(f) = forwarder {
+        f.abort();
+    }
+    drop(outbox);
+    let _ = writer_task.await;
+    tracing::debug!(uid = peer.uid, pid = peer.pid, "client disconnected");
+}
+
+async fn forward_events(mut events: broadcast::Receiver<Event>, outbox: mpsc::Sender<ServerFrame>) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if outbox.send(ServerFrame::Event { event }).await.is_err() {
+            return;
+        }
+    }
+}

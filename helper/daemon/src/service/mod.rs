@@ -1,0 +1,471 @@
+//! Answers IPC requests against the settings database. It owns the in-memory mirror of the
+//! database (what the decision path reads) and keeps it equal to what was committed: every
+//! change is written in one transaction first, then the affected profile is read back.
+//! It knows nothing of sockets: the connection layer hands it a `Request` and sends back what
+//! it returns, so every request can be tested without a socket.
+
+use std::path::Path;
+use std::time::Instant;
+
+use portcullis_policy::{Facts, ProfileRules, Rule, decide, settings_view};
+use portcullis_protocol::{
+    AppKind, ConnectionQuery, EnforcementState, ErrorCode, ErrorFrame, Event, Explanation,
+    ProfileLabel, Request, Response, RuleInfo, RuleLifetime, RuleOwner, SettingsView, Status,
+};
+use tokio::sync::broadcast;
+
+use crate::store::{KERNEL_KEY, ProfileRow, SYSTEM_DNS_KEY, Snapshot, Store, StoreError};
+
+/// Longest app key accepted (Linux PATH_MAX).
+const MAX_APP_KEY: usize = 4096;
+/// Longest rule text accepted; real rules are a few dozen bytes.
+const MAX_RULE_TEXT: usize = 1024;
+/// Most rules one list may hold, so a client cannot grow the database without bound.
+const MAX_RULES_PER_LIST: u32 = 10_000;
+
+/// The helper's request handler and its view of the settings.
+#[derive(Debug)]
+pub struct Service {
+    store: Store,
+    snapshot: Snapshot,
+    started: Instant,
+    events: broadcast::Sender<Event>,
+    enforcement: EnforcementState,
+}
+
+fn invalid(message: impl Into<String>) -> ErrorFrame {
+    ErrorFrame::new(ErrorCode::InvalidInput, message)
+}
+
+fn internal(e: &StoreError) -> ErrorFrame {
+    tracing::error!(error = %e, "settings database write failed");
+    ErrorFrame::new(ErrorCode::Internal, format!("nothing was changed: {e}"))
+}
+
+/// Checks an app key from a client: a special profile or an absolute executable path.
+fn check_app_key(key: &str) -> Result<(), ErrorFrame> {
+    if key == KERNEL_KEY || key == SYSTEM_DNS_KEY {
+        return Ok(());
+    }
+    if key.is_empty() || key.len() > MAX_APP_KEY || key.contains('\0') {
+        return Err(invalid(format!(
+            "invalid app `{}`: expected an absolute executable path of at most {MAX_APP_KEY} bytes",
+            key.escape_debug()
+        )));
+    }
+    if !Path::new(key).is_absolute() {
+        return Err(invalid(format!(
+            "invalid app `{}`: expected an absolute executable path (e.g. /usr/bin/curl)",
+            key.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn app_name(key: &str) -> String {
+    Path::new(key)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| key.to_string())
+}
+
+impl Service {
+    /// Loads the database, drops the rules that lived until a restart or whose time is up,
+    /// and is ready to answer.
+    pub fn start(
+        mut store: Store,
+        events: broadcast::Sender<Event>,
+        enforcement: EnforcementState,
+        now_ms: u64,
+    ) -> Result<Service, StoreError> {
+        // Validate everything first: a bad database stops us before we change anything.
+        store.load()?;
+        let ended = store.remove_ended_rules(now_ms, true)?;
+        if !ended.is_empty() {
+            tracing::info!(
+                lists = ended.len(),
+                "removed rules that lived until restart or expired"
+            );
+        }
+        let snapshot = store.load()?;
+        Ok(Service {
+            store,
+            snapshot,
+            started: Instant::now(),
+            events,
+            enforcement,
+        })
+    }
+
+    /// What the decision path reads.
+    #[cfg(test)]
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscribers is fine: events are for UIs that happen to listen.
+        let _ = self.events.send(event);
+    }
+
+    fn refresh(&mut self, owner: &RuleOwner) -> Result<(), StoreError> {
+        let row = self.store.load_owner(owner)?;
+        match (owner, row) {
+            (RuleOwner::Global, Some(row)) => self.snapshot.global = row,
+            (RuleOwner::App(key), Some(row)) => {
+                self.snapshot.apps.insert(key.clone(), row);
+            }
+            (RuleOwner::App(key), None) => {
+                self.snapshot.apps.remove(key);
+            }
+            (RuleOwner::Global, None) => {}
+        }
+        Ok(())
+    }
+
+    fn profile(&self, owner: &RuleOwner) -> Option<&ProfileRow> {
+        match owner {
+            RuleOwner::Global => Some(&self.snapshot.global),
+            RuleOwner::App(key) => self.snapshot.apps.get(key),
+        }
+    }
+
+    fn view(&self, app: Option<&str>) -> SettingsView {
+        let app_overrides = app
+            .and_then(|k| self.snapshot.apps.get(k))
+            .map(|p| &p.overrides);
+        settings_view(app, app_overrides, &self.snapshot.global.overrides)
+    }
+
+    /// Makes sure the app behind `owner` has a profile, creating it (and telling subscribers)
+    /// when a client configures an app before it was ever seen.
+    fn ensure_owner(&mut self, owner: &RuleOwner, now_ms: u64) -> Result<(), ErrorFrame> {
+        let RuleOwner::App(key) = owner else {
+            return Ok(());
+        };
+        check_app_key(key)?;
+        if self.snapshot.apps.contains_key(key) {
+            return Ok(());
+        }
+        let created = self
+            .store
+            .ensure_app(key, AppKind::Executable, &app_name(key), now_ms)
+            .map_err(|e| internal(&e))?;
+        self.refresh(owner).map_err(|e| internal(&e))?;
+        if created {
+            tracing::info!("new app profile");
+            if let Some(row) = self.snapshot.apps.get(key) {
+                self.emit(Event::AppAdded {
+                    app: row.info.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn not_found_app(key: &str) -> ErrorFrame {
+        ErrorFrame::new(
+            ErrorCode::NotFound,
+            format!(
+                "no app `{}` (see `portcullisctl apps list`)",
+                key.escape_debug()
+            ),
+        )
+    }
+
+    fn rules_of(&self, owner: &RuleOwner) -> Result<Vec<RuleInfo>, ErrorFrame> {
+        match self.profile(owner) {
+            Some(p) => Ok(p.rules.clone()),
+            None => match owner {
+                RuleOwner::App(key) => {
+                    check_app_key(key)?;
+                    Err(Self::not_found_app(key))
+                }
+                RuleOwner::Global => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// Answers one request. `clients` is the number of connected clients, for `Status`.
+    /// `Subscribe` is the connection layer's business and never reaches here.
+    pub fn handle(
+        &mut self,
+        request: Request,
+        now_ms: u64,
+        clients: u32,
+    ) -> Result<Response, ErrorFrame> {
+        match request {
+            Request::Status => Ok(Response::Status(self.status(clients))),
+            Request::GetSettings { app } => {
+                if let Some(key) = &app {
+                    check_app_key(key)?;
+                    if !self.snapshot.apps.contains_key(key) {
+                        return Err(Self::not_found_app(key));
+                    }
+                }
+                Ok(Response::Settings(self.view(app.as_deref())))
+            }
+            Request::SetSetting { app, key, value } => {
+                if let Some(v) = &value {
+                    v.check(key).map_err(|e| invalid(e.message))?;
+                }
+                let owner = match &app {
+                    Some(k) if !key.per_app() => {
+                        check_app_key(k)?;
+                        return Err(invalid(format!(
+                            "{key} is a global setting; it cannot be set for one app"
+                        )));
+                    }
+                    Some(k) => RuleOwner::App(k.clone()),
+                    None => RuleOwner::Global,
+                };
+                self.ensure_owner(&owner, now_ms)?;
+                self.store
+                    .set_setting(&owner, key, value.as_ref())
+                    .map_err(|e| internal(&e))?;
+                self.refresh(&owner).map_err(|e| internal(&e))?;
+                tracing::info!(setting = %key, per_app = app.is_some(), "setting changed");
+                self.emit(Event::SettingChanged {
+                    app: app.clone(),
+                    key,
+                });
+                Ok(Response::Settings(self.view(app.as_deref())))
+            }
+            Request::ListApps => Ok(Response::Apps(
+                self.snapshot
+                    .apps
+                    .values()
+                    .map(|p| p.info.clone())
+                    .collect(),
+            )),
+            Request::ShowApp { app } => {
+                check_app_key(&app)?;
+                let row = self
+                    .snapshot
+                    .apps
+                    .get(&app)
+                    .ok_or_else(|| Self::not_found_app(&app))?;
+                Ok(Response::App {
+                    app: row.info.clone(),
+                    settings: self.view(Some(&app)),
+                    rules: row.rules.clone(),
+                })
+            }
+            Request::ListRules { owner } => Ok(Response::Rules(self.rules_of(&owner)?)),
+            Request::AddRule {
+                owner,
+                text,
+                position,
+                lifetime,
+            } => {
+                if text.len() > MAX_RULE_TEXT {
+                    return Err(invalid(format!(
+                        "rule text is {} bytes long; at most {MAX_RULE_TEXT} are accepted",
+                        text.len()
+                    )));
+                }
+                let rule: Rule = text
+                    .parse()
+                    .map_err(|e: portcullis_policy::RuleError| invalid(e.to_string()))?;
+                if position == Some(0) {
+                    return Err(invalid("rule positions start at 1"));
+                }
+                if let RuleLifetime::Until { unix_ms } = lifetime
+                    && unix_ms <= now_ms
+                {
+                    return Err(invalid("the rule's end time has already passed"));
+                }
+                if let RuleOwner::App(key) = &owner {
+                    check_app_key(key)?;
+                }
+                let count = self.profile(&owner).map_or(0, |p| p.info.rules);
+                if count >= MAX_RULES_PER_LIST {
+                    return Err(invalid(format!(
+                        "this rule list already holds {count} rules, the most allowed"
+                    )));
+                }
+                self.ensure_owner(&owner, now_ms)?;
+                let id = self
+                    .store
+                    .add_rule(&owner, &rule, position, lifetime, now_ms)
+                    .map_err(|e| internal(&e))?
+                    .ok_or_else(|| internal_missing(&owner))?;
+                self.refresh(&owner).map_err(|e| internal(&e))?;
+                tracing::info!(
+                    rule_id = id,
+                    per_app = matches!(owner, RuleOwner::App(_)),
+                    "rule added"
+                );
+                self.emit(Event::RulesChanged {
+                    owner: owner.clone(),
+                });
+                self.find_rule(&owner, id)
+            }
+            Request::RemoveRule { id } => {
+                let before = self.find_rule_anywhere(id)?;
+                let owner = self
+                    .store
+                    .remove_rule(id)
+                    .map_err(|e| internal(&e))?
+                    .ok_or_else(|| no_rule(id))?;
+                self.refresh(&owner).map_err(|e| internal(&e))?;
+                tracing::info!(rule_id = id, "rule removed");
+                self.emit(Event::RulesChanged { owner });
+                Ok(Response::Rule(before))
+            }
+            Request::MoveRule { id, position } => {
+                if position == 0 {
+                    return Err(invalid("rule positions start at 1"));
+                }
+                let owner = self
+                    .store
+                    .move_rule(id, position)
+                    .map_err(|e| internal(&e))?
+                    .ok_or_else(|| no_rule(id))?;
+                self.refresh(&owner).map_err(|e| internal(&e))?;
+                tracing::info!(rule_id = id, position, "rule moved");
+                self.emit(Event::RulesChanged {
+                    owner: owner.clone(),
+                });
+                Ok(Response::Rules(self.rules_of(&owner)?))
+            }
+            Request::Subscribe => Ok(Response::Subscribed),
+            Request::Explain { app, connection } => {
+                if let Some(key) = &app {
+                    check_app_key(key)?;
+                }
+                Ok(Response::Explanation(
+                    self.explain(app.as_deref(), &connection)?,
+                ))
+            }
+        }
+    }
+
+    fn find_rule(&self, owner: &RuleOwner, id: i64) -> Result<Response, ErrorFrame> {
+        self.profile(owner)
+            .and_then(|p| p.rules.iter().find(|r| r.id == id))
+            .map(|r| Response::Rule(r.clone()))
+            .ok_or_else(|| no_rule(id))
+    }
+
+    fn find_rule_anywhere(&self, id: i64) -> Result<RuleInfo, ErrorFrame> {
+        std::iter::once(&self.snapshot.global)
+            .chain(self.snapshot.apps.values())
+            .flat_map(|p| p.rules.iter())
+            .find(|r| r.id == id)
+            .cloned()
+            .ok_or_else(|| no_rule(id))
+    }
+
+    /// Decides a hypothetical connection with the policy in force. The facts a live
+    /// connection would add (country, ASN) are not known for a hypothetical one.
+    fn explain(
+        &self,
+        app: Option<&str>,
+        query: &ConnectionQuery,
+    ) -> Result<Explanation, ErrorFrame> {
+        let domain = match &query.domain {
+            Some(d) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                if d.is_empty() || d.len() > 253 || !d.is_ascii() {
+                    return Err(invalid(format!(
+                        "invalid domain `{}`: expected an ASCII name of at most 253 bytes",
+                        d.escape_debug()
+                    )));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let facts = Facts {
+            direction: query.direction,
+            protocol: query.protocol,
+            remote: query.remote,
+            remote_port: query.remote_port,
+            local_port: query.local_port,
+            domain: domain.as_deref(),
+            looked_up: domain.is_some(),
+            country: None,
+            asn: None,
+        };
+        let app_rules = app.and_then(|key| {
+            self.snapshot.apps.get(key).map(|p| ProfileRules {
+                label: ProfileLabel::App(key.to_string()),
+                settings: &p.overrides,
+                rules: &p.compiled,
+            })
+        });
+        let global = ProfileRules {
+            label: ProfileLabel::Global,
+            settings: &self.snapshot.global.overrides,
+            rules: &self.snapshot.global.compiled,
+        };
+        Ok(decide(app_rules.as_ref(), &global, &facts))
+    }
+
+    /// The helper's status.
+    pub fn status(&self, clients: u32) -> Status {
+        let rules = std::iter::once(&self.snapshot.global)
+            .chain(self.snapshot.apps.values())
+            .map(|p| p.info.rules)
+            .sum();
+        Status {
+            version: portcullis_protocol::RELEASE_VERSION.to_string(),
+            protocol_version: portcullis_protocol::PROTOCOL_VERSION,
+            uptime_secs: self.started.elapsed().as_secs(),
+            pid: std::process::id(),
+            enforcement: self.enforcement.clone(),
+            apps: u32::try_from(self.snapshot.apps.len()).unwrap_or(u32::MAX),
+            rules,
+            clients,
+        }
+    }
+
+    /// The earliest time a rule ends, if any rule has an end time.
+    pub fn next_expiry(&self) -> Option<u64> {
+        std::iter::once(&self.snapshot.global)
+            .chain(self.snapshot.apps.values())
+            .flat_map(|p| p.rules.iter())
+            .filter_map(|r| match r.lifetime {
+                RuleLifetime::Until { unix_ms } => Some(unix_ms),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Removes the rules whose time is up and tells subscribers.
+    pub fn expire(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        if self.next_expiry().is_none_or(|t| t > now_ms) {
+            return Ok(());
+        }
+        for owner in self.store.remove_ended_rules(now_ms, false)? {
+            self.refresh(&owner)?;
+            tracing::info!("temporary rule ended");
+            self.emit(Event::RulesChanged { owner });
+        }
+        Ok(())
+    }
+
+    /// An app's profile as clients see it.
+    #[cfg(test)]
+    pub fn app_info(&self, key: &str) -> Option<&portcullis_protocol::AppInfo> {
+        self.snapshot.apps.get(key).map(|p| &p.info)
+    }
+}
+
+fn no_rule(id: i64) -> ErrorFrame {
+    ErrorFrame::new(
+        ErrorCode::NotFound,
+        format!("no rule with id {id} (see `portcullisctl rules list`)"),
+    )
+}
+
+fn internal_missing(owner: &RuleOwner) -> ErrorFrame {
+    ErrorFrame::new(
+        ErrorCode::Internal,
+        format!("profile {owner:?} vanished during the change"),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,404 @@
+//! Golden wire fixtures: each frame below is serialized and compared byte for byte with its
+//! file in `tests/golden/`, then the file is parsed back and compared with the value. An
+//! accidental change of the wire format fails here. To accept a deliberate, additive change,
+//! run with `UPDATE_GOLDEN=1` and review the diff of the fixtures.
+
+use std::path::PathBuf;
+
+use portcullis_protocol::frames::Reply;
+use portcullis_protocol::*;
+
+fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
+    let rule = RuleInfo {
+        id: 7,
+        owner: RuleOwner::App("/usr/bin/curl".into()),
+        position: 1,
+        text: "- *.example.com tcp/443".into(),
+        lifetime: RuleLifetime::Until {
+            unix_ms: 1_790_000_000_000,
+        },
+        created_unix_ms: 1_780_000_000_000,
+    };
+    let app = AppInfo {
+        key: "/usr/bin/curl".into(),
+        kind: AppKind::Executable,
+        name: "curl".into(),
+        created_unix_ms: 1_780_000_000_000,
+        last_seen_unix_ms: 1_780_000_100_000,
+        overrides: 1,
+        rules: 1,
+    };
+    let view = SettingsView {
+        app: Some("/usr/bin/curl".into()),
+        entries: vec![
+            SettingEntry {
+                key: SettingKey::DefaultAction,
+                value: SettingValue::Action(Action::Ask),
+                source: SettingSource::App,
+            },
+            SettingEntry {
+                key: SettingKey::BlockScopes,
+                value: SettingValue::Scopes(vec![Scope::Internet, Scope::P2p]),
+                source: SettingSource::Global,
+            },
+            SettingEntry {
+                key: SettingKey::PromptTimeoutSecs,
+                value: SettingValue::Seconds(30),
+                source: SettingSource::Default,
+            },
+        ],
+    };
+    let status = Status {
+        version: "0.1.0".into(),
+        protocol_version: 1,
+        uptime_secs: 12,
+        pid: 4321,
+        enforcement: EnforcementState::Off {
+            reason: "interception is not configured".into(),
+        },
+        apps: 3,
+        rules: 2,
+        clients: 1,
+    };
+    let explanation = Explanation {
+        verdict: Verdict::Block,
+        decided_by: DecidedBy::Rule {
+            profile: ProfileLabel::App("/usr/bin/curl".into()),
+            rule_id: Some(7),
+            text: "- 10.0.0.0/8".into(),
+        },
+        summary: "blocked by rule `- 10.0.0.0/8` of app /usr/bin/curl".into(),
+    };
+    let v = |x: &dyn erased::Ser| x.value();
+    vec![
+        (
+            "client_hello",
+            v(&ClientFrame::Hello {
+                protocol_version: 1,
+                client: "portcullisctl 0.1.0".into(),
+            }),
+        ),
+        (
+            "server_hello",
+            v(&ServerFrame::Hello {
+                protocol_version: 1,
+                version: "0.1.0".into(),
+            }),
+        ),
+        (
+            "req_status",
+            v(&ClientFrame::Request {
+                id: 1,
+                request: Request::Status,
+            }),
+        ),
+        (
+            "req_get_settings",
+            v(&ClientFrame::Request {
+                id: 2,
+                request: Request::GetSettings { app: None },
+            }),
+        ),
+        (
+            "req_set_setting",
+            v(&ClientFrame::Request {
+                id: 3,
+                request: Request::SetSetting {
+                    app: Some("/usr/bin/curl".into()),
+                    key: SettingKey::BlockScopes,
+                    value: Some(SettingValue::Scopes(vec![Scope::Lan])),
+                },
+            }),
+        ),
+        (
+            "req_unset_setting",
+            v(&ClientFrame::Request {
+                id: 4,
+                request: Request::SetSetting {
+                    app: None,
+                    key: SettingKey::DefaultAction,
+                    value: None,
+                },
+            }),
+        ),
+        (
+            "req_list_apps",
+            v(&ClientFrame::Request {
+                id: 5,
+                request: Request::ListApps,
+            }),
+        ),
+        (
+            "req_show_app",
+            v(&ClientFrame::Request {
+                id: 6,
+                request: Request::ShowApp {
+                    app: "/usr/bin/curl".into(),
+                },
+            }),
+        ),
+        (
+            "req_list_rules",
+            v(&ClientFrame::Request {
+                id: 7,
+                request: Request::ListRules {
+                    owner: RuleOwner::Global,
+                },
+            }),
+        ),
+        (
+            "req_add_rule",
+            v(&ClientFrame::Request {
+                id: 8,
+                request: Request::AddRule {
+                    owner: RuleOwner::App("/usr/bin/curl".into()),
+                    text: "- 10.0.0.0/8".into(),
+                    position: Some(1),
+                    lifetime: RuleLifetime::UntilRestart,
+                },
+            }),
+        ),
+        (
+            "req_remove_rule",
+            v(&ClientFrame::Request {
+                id: 9,
+                request: Request::RemoveRule { id: 7 },
+            }),
+        ),
+        (
+            "req_move_rule",
+            v(&ClientFrame::Request {
+                id: 10,
+                request: Request::MoveRule { id: 7, position: 2 },
+            }),
+        ),
+        (
+            "req_subscribe",
+            v(&ClientFrame::Request {
+                id: 11,
+                request: Request::Subscribe,
+            }),
+        ),
+        (
+            "resp_status",
+            v(&ServerFrame::Response {
+                id: 1,
+                reply: Reply::Ok(Response::Status(status)),
+            }),
+        ),
+        (
+            "resp_settings",
+            v(&ServerFrame::Response {
+                id: 2,
+                reply: Reply::Ok(Response::Settings(view.clone())),
+            }),
+        ),
+        (
+            "resp_apps",
+            v(&ServerFrame::Response {
+                id: 5,
+                reply: Reply::Ok(Response::Apps(vec![app.clone()])),
+            }),
+        ),
+        (
+            "resp_app",
+            v(&ServerFrame::Response {
+                id: 6,
+                reply: Reply::Ok(Response::App {
+                    app: app.clone(),
+                    settings: view,
+                    rules: vec![rule.clone()],
+                }),
+            }),
+        ),
+        (
+            "resp_rules",
+            v(&ServerFrame::Response {
+                id: 7,
+                reply: Reply::Ok(Response::Rules(vec![rule.clone()])),
+            }),
+        ),
+        (
+            "resp_rule",
+            v(&ServerFrame::Response {
+                id: 8,
+                reply: Reply::Ok(Response::Rule(rule)),
+            }),
+        ),
+        (
+            "resp_subscribed",
+            v(&ServerFrame::Response {
+                id: 11,
+                reply: Reply::Ok(Response::Subscribed),
+            }),
+        ),
+        (
+            "resp_error",
+            v(&ServerFrame::Response {
+                id: 8,
+                reply: Reply::Err(ErrorFrame::new(
+                    ErrorCode::InvalidInput,
+                    "invalid rule at column 3: `10.0.0.0/33`: prefix length 33 is larger than 32",
+                )),
+            }),
+        ),
+        (
+            "event_setting_changed",
+            v(&ServerFrame::Event {
+                event: Event::SettingChanged {
+                    app: None,
+                    key: SettingKey::FailOpen,
+                },
+            }),
+        ),
+        (
+            "event_rules_changed",
+            v(&ServerFrame::Event {
+                event: Event::RulesChanged {
+                    owner: RuleOwner::Global,
+                },
+            }),
+        ),
+        (
+            "event_app_added",
+            v(&ServerFrame::Event {
+                event: Event::AppAdded { app },
+            }),
+        ),
+        (
+            "event_lagged",
+            v(&ServerFrame::Event {
+                event: Event::Lagged { missed: 3 },
+            }),
+        ),
+        (
+            "error_refused",
+            v(&ServerFrame::Error(ErrorFrame::new(
+                ErrorCode::PermissionDenied,
+                "permission denied",
+            ))),
+        ),
+        (
+            "req_explain",
+            v(&ClientFrame::Request {
+                id: 12,
+                request: Request::Explain {
+                    app: Some("/usr/bin/curl".into()),
+                    connection: ConnectionQuery {
+                        direction: Direction::Outbound,
+                        protocol: Protocol::Tcp,
+                        remote: std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+                            0x2001, 0xdb8, 0, 0, 0, 0, 0, 1,
+                        )),
+                        remote_port: Some(443),
+                        local_port: None,
+                        domain: Some("example.com".into()),
+                    },
+                },
+            }),
+        ),
+        (
+            "resp_explanation",
+            v(&ServerFrame::Response {
+                id: 12,
+                reply: Reply::Ok(Response::Explanation(explanation.clone())),
+            }),
+        ),
+        ("explanation", v(&explanation)),
+    ]
+}
+
+/// Serializes any fixture value to JSON without caring about its type.
+mod erased {
+    pub trait Ser {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        #[expect(
+            clippy::expect_used,
+            reason = "a fixture that cannot serialize is a test bug"
+        )]
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("fixture serializes")
+        }
+    }
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+#[test]
+fn wire_format_matches_the_golden_fixtures() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatches = Vec::new();
+    for (name, value) in fixtures() {
+        let path = dir().join(format!("{name}.json"));
+        let text = serde_json::to_string_pretty(&value).unwrap() + "\n";
+        if update {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let stored = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("missing fixture {path:?} ({e}); run with UPDATE_GOLDEN=1"));
+        if stored != text {
+            mismatches.push(format!("{name}:\n--- stored\n{stored}--- now\n{text}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "wire format changed:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn golden_fixtures_parse_back_into_the_same_frames() {
+    for (name, value) in fixtures() {
+        let text = std::fs::read_to_string(dir().join(format!("{name}.json"))).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let round = if name.starts_with("client") || name.starts_with("req") {
+            serde_json::to_value(serde_json::from_value::<ClientFrame>(parsed).unwrap()).unwrap()
+        } else if name == "explanation" {
+            serde_json::to_value(serde_json::from_value::<Explanation>(parsed).unwrap()).unwrap()
+        } else {
+            serde_json::to_value(serde_json::from_value::<ServerFrame>(parsed).unwrap()).unwrap()
+        };
+        assert_eq!(round, value, "{name} does not parse back");
+    }
+}
+
+#[test]
+fn unknown_events_and_error_codes_from_a_newer_helper_are_tolerated() {
+    let ev: ServerFrame =
+        serde_json::from_str(r#"{"type":"event","event":{"event":"from_the_future","x":1}}"#)
+            .unwrap();
+    assert_eq!(
+        ev,
+        ServerFrame::Event {
+            event: Event::Unknown
+        }
+    );
+    let err: ErrorFrame = serde_json::from_str(r#"{"code":"new_code","message":"m"}"#).unwrap();
+    assert_eq!(err.code, ErrorCode::Unknown);
+}
+
+#[test]
+fn optional_fields_may_be_left_out_by_older_clients() {
+    let req: ClientFrame = serde_json::from_str(
+        r#"{"type":"request","id":1,"request":{"method":"add_rule","params":{"owner":{"kind":"global"},"text":"- 10.0.0.0/8"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        req,
+        ClientFrame::Request {
+            id: 1,
+            request: Request::AddRule {
+                owner: RuleOwner::Global,
+                text: "- 10.0.0.0/8".into(),
+                position: None,
+                lifetime: RuleLifetime::Forever,
+            }
+        }
+    );
+}
