@@ -27,7 +27,7 @@ run: deps build
 # Every test. Lab tests need root: run as root (CI does); outside CI they are skipped with a
 # message when not root.
 test: build-debug
-	$(CARGO) test --workspace --no-fail-fast
+	scripts/run-tests
 
 demo: build-debug
 	$(SUDO) scripts/demo "$(DEBUG_BIN)"

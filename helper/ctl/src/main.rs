@@ -169,9 +169,17 @@ impl From<IpcError> for Failure {
             IpcError::PermissionDenied { .. } | IpcError::Refused(_) => ("permission_denied", 4),
             _ => ("ipc", 1),
         };
+        // IpcError's own message does not repeat its cause; people need both.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
         Failure {
             code,
-            message: e.to_string(),
+            message,
             exit,
         }
     }
