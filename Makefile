@@ -7,7 +7,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release
 DEBUG_BIN    := $(TARGET_DIR)/debug
 SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build build-debug run test demo lint fmt clean
+.PHONY: all deps build build-debug run test demo fuzz lint fmt clean
 
 all: build
 
@@ -31,6 +31,10 @@ test: build-debug
 
 demo: build-debug
 	$(SUDO) scripts/demo "$(DEBUG_BIN)"
+
+# Fuzzes the decoders (IPC frames, rule text, setting text); FUZZ_SECONDS per target.
+fuzz:
+	scripts/fuzz
 
 lint:
 	$(CARGO) fmt --all --check

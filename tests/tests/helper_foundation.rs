@@ -492,3 +492,45 @@ fn explain_answers_what_would_happen_to_each_app_and_why() {
     assert_eq!(bad.code(), Some(2), "{bad}");
     assert!(bad.stderr.contains("10.77.1.300"), "{bad}");
 }
+
+#[test]
+fn rules_are_moved_and_removed_by_id_through_the_cli() {
+    require_root!();
+    let lab = Lab::new("ruleorder");
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let ids: Vec<i64> = ["- a.example.com", "- b.example.com", "- c.example.com"]
+        .iter()
+        .map(|r| {
+            let mut args = vec!["rules", "add"];
+            args.extend(r.split(' '));
+            helper.ctl_json(&args)["id"].as_i64().unwrap()
+        })
+        .collect();
+    let moved = helper.ctl_json(["rules", "move", &ids[2].to_string(), "1"]);
+    assert_eq!(
+        rule_texts(&moved),
+        ["- c.example.com", "- a.example.com", "- b.example.com"]
+    );
+    let removed = helper.ctl_json(["rules", "remove", &ids[0].to_string()]);
+    assert_eq!(removed["text"], "- a.example.com");
+    let list = helper.ctl_json(["rules", "list"]);
+    assert_eq!(rule_texts(&list), ["- c.example.com", "- b.example.com"]);
+    let positions: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(positions, [1, 2]);
+
+    let again = helper.ctl(["rules", "remove", &ids[0].to_string()]);
+    assert_eq!(again.code(), Some(1), "{again}");
+    assert!(
+        again
+            .stderr
+            .contains(&format!("no rule with id {}", ids[0])),
+        "{again}"
+    );
+    let zero = helper.ctl(["rules", "move", &ids[1].to_string(), "0"]);
+    assert_eq!(zero.code(), Some(1), "{zero}");
+}
