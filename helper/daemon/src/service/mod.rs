@@ -219,6 +219,13 @@ impl Service {
                     Some(k) => RuleOwner::App(k.clone()),
                     None => RuleOwner::Global,
                 };
+                if let (RuleOwner::App(k), None) = (&owner, &value) {
+                    // Clearing a setting of an app we never saw is a mistake, not a new app.
+                    check_app_key(k)?;
+                    if !self.snapshot.apps.contains_key(k) {
+                        return Err(Self::not_found_app(k));
+                    }
+                }
                 self.ensure_owner(&owner, now_ms)?;
                 self.store
                     .set_setting(&owner, key, value.as_ref())

@@ -352,3 +352,21 @@ fn explain_decides_with_the_rules_in_force_and_changes_nothing() {
         "explain made a profile"
     );
 }
+
+#[test]
+fn clearing_a_setting_of_an_unknown_app_is_not_found_and_makes_no_profile() {
+    let (_d, mut svc, _rx) = service();
+    let err = svc
+        .handle(
+            Request::SetSetting {
+                app: Some(CURL.into()),
+                key: SettingKey::BlockScopes,
+                value: None,
+            },
+            2_000,
+            1,
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert!(svc.app_info(CURL).is_none());
+}
