@@ -340,8 +340,8 @@ fn a_corrupt_settings_database_stops_the_start_and_is_left_untouched() {
         "the database was modified"
     );
     assert!(
-        !helper.socket().exists(),
-        "no socket is served on a failed start"
+        !out.stderr.contains("portcullisd ready"),
+        "the helper served before it validated the database: {out}"
     );
 }
 
@@ -533,4 +533,43 @@ fn rules_are_moved_and_removed_by_id_through_the_cli() {
     );
     let zero = helper.ctl(["rules", "move", &ids[1].to_string(), "0"]);
     assert_eq!(zero.code(), Some(1), "{zero}");
+}
+
+#[test]
+fn a_second_helper_on_the_same_state_is_refused_and_the_first_keeps_serving() {
+    require_root!();
+    let lab = Lab::new("twice");
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let daemon = portcullis_lab::lab_bin("portcullisd");
+    let other_socket = lab.dir().join("other.sock");
+    let out = lab.client().output(lab.client().cmd(
+        &daemon,
+        [
+            "run",
+            "--state-dir",
+            helper.state_dir().to_str().unwrap(),
+            "--socket",
+            other_socket.to_str().unwrap(),
+        ],
+    ));
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("another portcullisd is running"),
+        "{out}"
+    );
+    assert!(!other_socket.exists());
+    // recover, too, leaves a running helper alone.
+    let out = lab.client().output(lab.client().cmd(
+        &daemon,
+        [
+            "recover",
+            "--state-dir",
+            helper.state_dir().to_str().unwrap(),
+            "--socket",
+            helper.socket().to_str().unwrap(),
+        ],
+    ));
+    assert!(!out.success(), "{out}");
+    assert!(helper.socket().exists());
+    assert_eq!(helper.ctl_json(["status"])["protocol_version"], 1);
 }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use portcullis_ipc::{Client, ClientConfig, IpcError};
 use portcullis_protocol::{
-    ConnectionQuery, Direction, Protocol, Request, Response, RuleLifetime, RuleOwner, SettingKey,
-    SettingValue,
+    ConnectionQuery, Direction, Event, Protocol, Request, Response, RuleLifetime, RuleOwner,
+    SettingKey, SettingValue,
 };
 
 /// Default socket of the helper.
@@ -50,8 +50,15 @@ enum Command {
     /// Endpoint rules, globally or for one app (first match wins).
     #[command(subcommand)]
     Rules(RulesCmd),
-    /// Print events (setting and rule changes, new apps) as they happen, until interrupted.
+    /// Print events (setting and rule changes, new apps, connections) as they happen, until
+    /// interrupted.
     Events,
+    /// Recent connections with app, destination, verdict and reason.
+    Connections {
+        /// Then keep printing new ones as they are decided, until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// What would happen to a connection, and why (nothing is changed). Options go before
     /// the connection, e.g. `explain --app /usr/bin/curl tcp 10.0.0.1 443`.
     Explain(ExplainArgs),
@@ -166,7 +173,13 @@ impl From<IpcError> for Failure {
         let (code, exit) = match &e {
             IpcError::Helper(frame) => (error_code(frame.code), 1),
             IpcError::NotRunning { .. } => ("not_running", 3),
-            IpcError::PermissionDenied { .. } | IpcError::Refused(_) => ("permission_denied", 4),
+            IpcError::PermissionDenied { .. } => ("permission_denied", 4),
+            IpcError::Refused(frame)
+                if frame.code == portcullis_protocol::ErrorCode::PermissionDenied =>
+            {
+                ("permission_denied", 4)
+            }
+            IpcError::Refused(frame) => (error_code(frame.code), 1),
             _ => ("ipc", 1),
         };
         // IpcError's own message does not repeat its cause; people need both.
@@ -270,35 +283,40 @@ async fn call(client: &mut Client, request: Request) -> Result<Response, Failure
     Ok(client.call(request).await?)
 }
 
-async fn run(cli: &Cli) -> Result<(), Failure> {
-    // Usage errors that need no helper are found before connecting.
-    if let Command::Settings(SettingsCmd::Keys) = &cli.command {
-        output::keys(cli.json);
-        return Ok(());
-    }
-    let mut client = connect(cli).await?;
-    let json = cli.json;
-    match &cli.command {
-        Command::Status => output::status(&call(&mut client, Request::Status).await?, json),
+/// How to print the answer to a request.
+enum Show {
+    Status,
+    Settings(Option<SettingKey>),
+    Apps,
+    App,
+    Rules,
+    Rule(&'static str),
+    Explanation,
+    Connections,
+    Events,
+}
+
+/// Turns the command line into the request to send, checking everything that can be checked
+/// without the helper first, so bad usage is reported as such (exit 2) even when the helper
+/// is not running.
+fn plan(command: &Command) -> Result<(Request, Show), Failure> {
+    let setting_key = |k: &str| {
+        k.parse::<SettingKey>()
+            .map_err(|e: portcullis_protocol::SettingParseError| usage(e.message))
+    };
+    Ok(match command {
+        Command::Status => (Request::Status, Show::Status),
         Command::Settings(SettingsCmd::Get { key, app }) => {
-            let key = key
-                .as_deref()
-                .map(str::parse::<SettingKey>)
-                .transpose()
-                .map_err(|e| usage(e.message))?;
-            let resp = call(
-                &mut client,
+            let key = key.as_deref().map(setting_key).transpose()?;
+            (
                 Request::GetSettings {
                     app: app.app.clone(),
                 },
+                Show::Settings(key),
             )
-            .await?;
-            output::settings(&resp, key, json);
         }
         Command::Settings(SettingsCmd::Set { key, value, app }) => {
-            let key: SettingKey = key
-                .parse()
-                .map_err(|e: portcullis_protocol::SettingParseError| usage(e.message))?;
+            let key = setting_key(key)?;
             let value = value
                 .as_deref()
                 .map(|v| SettingValue::parse(key, v))
@@ -309,23 +327,15 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 key,
                 value,
             };
-            output::settings(&call(&mut client, req).await?, Some(key), json);
+            (req, Show::Settings(Some(key)))
         }
-        Command::Settings(SettingsCmd::Keys) => output::keys(json),
-        Command::Apps(AppsCmd::List) => {
-            output::apps(&call(&mut client, Request::ListApps).await?, json)
+        Command::Settings(SettingsCmd::Keys) => {
+            return Err(usage("`settings keys` needs no helper".into()));
         }
-        Command::Apps(AppsCmd::Show { app }) => {
-            output::app(
-                &call(&mut client, Request::ShowApp { app: app.clone() }).await?,
-                json,
-            );
-        }
+        Command::Apps(AppsCmd::List) => (Request::ListApps, Show::Apps),
+        Command::Apps(AppsCmd::Show { app }) => (Request::ShowApp { app: app.clone() }, Show::App),
         Command::Rules(RulesCmd::List { app }) => {
-            output::rules(
-                &call(&mut client, Request::ListRules { owner: owner(app) }).await?,
-                json,
-            );
+            (Request::ListRules { owner: owner(app) }, Show::Rules)
         }
         Command::Rules(RulesCmd::Add {
             app,
@@ -337,7 +347,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let lifetime = match (minutes, until_restart) {
                 (Some(0), _) => return Err(usage("--minutes must be at least 1".into())),
                 (Some(m), _) => RuleLifetime::Until {
-                    unix_ms: now_ms() + u64::from(*m) * 60_000,
+                    unix_ms: now_ms().saturating_add(u64::from(*m) * 60_000),
                 },
                 (None, true) => RuleLifetime::UntilRestart,
                 (None, false) => RuleLifetime::Forever,
@@ -348,37 +358,66 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 position: *position,
                 lifetime,
             };
-            output::rule(&call(&mut client, req).await?, "added", json);
+            (req, Show::Rule("added"))
         }
         Command::Rules(RulesCmd::Remove { id }) => {
-            output::rule(
-                &call(&mut client, Request::RemoveRule { id: *id }).await?,
-                "removed",
-                json,
-            );
+            (Request::RemoveRule { id: *id }, Show::Rule("removed"))
         }
-        Command::Rules(RulesCmd::Move { id, position }) => {
-            let req = Request::MoveRule {
+        Command::Rules(RulesCmd::Move { id, position }) => (
+            Request::MoveRule {
                 id: *id,
                 position: *position,
-            };
-            output::rules(&call(&mut client, req).await?, json);
-        }
+            },
+            Show::Rules,
+        ),
         Command::Explain(args) => {
-            let query = connection_query(args)?;
-            let req = Request::Explain {
-                app: args.app.app.clone(),
-                connection: query,
-            };
-            output::explanation(&call(&mut client, req).await?, json);
+            let connection = connection_query(args)?;
+            (
+                Request::Explain {
+                    app: args.app.app.clone(),
+                    connection,
+                },
+                Show::Explanation,
+            )
         }
-        Command::Events => {
-            call(&mut client, Request::Subscribe).await?;
-            loop {
-                let event = client.next_event().await?;
-                output::event(&event, json);
+        Command::Connections { .. } => (Request::ListConnections, Show::Connections),
+        Command::Events => (Request::Subscribe, Show::Events),
+    })
+}
+
+async fn run(cli: &Cli) -> Result<(), Failure> {
+    if let Command::Settings(SettingsCmd::Keys) = &cli.command {
+        output::keys(cli.json);
+        return Ok(());
+    }
+    let (request, show) = plan(&cli.command)?;
+    let follow = matches!(cli.command, Command::Connections { follow: true });
+    let mut client = connect(cli).await?;
+    let json = cli.json;
+    let resp = call(&mut client, request).await?;
+    match show {
+        Show::Status => output::status(&resp, json),
+        Show::Settings(key) => output::settings(&resp, key, json),
+        Show::Apps => output::apps(&resp, json),
+        Show::App => output::app(&resp, json),
+        Show::Rules => output::rules(&resp, json),
+        Show::Rule(verb) => output::rule(&resp, verb, json),
+        Show::Explanation => output::explanation(&resp, json),
+        Show::Connections => {
+            output::connections(&resp, json);
+            if follow {
+                call(&mut client, Request::Subscribe).await?;
+                loop {
+                    if let Event::Connection { connection } = client.next_event().await? {
+                        output::connection(&connection, json);
+                    }
+                }
             }
         }
+        Show::Events => loop {
+            let event = client.next_event().await?;
+            output::event(&event, json);
+        },
     }
     Ok(())
 }

@@ -4,10 +4,20 @@
 use std::fmt::Write as _;
 
 use portcullis_protocol::{
-    AppInfo, AppKind, EnforcementState, Event, Response, RuleInfo, RuleLifetime, RuleOwner,
-    SettingKey, SettingsView,
+    AppInfo, AppKind, ConnectionInfo, Direction, EnforcementState, Event, Response, RuleInfo,
+    RuleLifetime, RuleOwner, SettingKey, SettingsView,
 };
 use serde_json::Value;
+
+/// Makes text from the helper safe for a terminal: executable paths come from the system
+/// and may hold control characters that would otherwise drive the terminal.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(text.chars().flat_map(char::escape_default).collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
 
 /// The data of an answer (`{"kind": …, "data": …}` → the data).
 fn data(resp: &Response) -> Value {
@@ -157,12 +167,12 @@ fn kind(k: AppKind) -> &'static str {
 
 fn app_row(a: &AppInfo) -> Vec<String> {
     vec![
-        a.name.clone(),
+        clean(&a.name).into_owned(),
         kind(a.kind).into(),
         a.rules.to_string(),
         a.overrides.to_string(),
         ago(a.last_seen_unix_ms),
-        a.key.clone(),
+        clean(&a.key).into_owned(),
     ]
 }
 
@@ -208,8 +218,8 @@ pub fn app(resp: &Response, json: bool) {
     else {
         return unexpected(resp);
     };
-    println!("{} ({})", app.name, kind(app.kind));
-    println!("App:        {}", app.key);
+    println!("{} ({})", clean(&app.name), kind(app.kind));
+    println!("App:        {}", clean(&app.key));
     println!("First seen: {}", ago(app.created_unix_ms));
     println!("Last seen:  {}", ago(app.last_seen_unix_ms));
     println!();
@@ -240,7 +250,7 @@ pub fn rules(resp: &Response, json: bool) {
 fn owner_text(o: &RuleOwner) -> String {
     match o {
         RuleOwner::Global => "global rules".into(),
-        RuleOwner::App(a) => format!("rules of {a}"),
+        RuleOwner::App(a) => format!("rules of {}", clean(a)),
     }
 }
 
@@ -270,7 +280,61 @@ pub fn explanation(resp: &Response, json: bool) {
     let Response::Explanation(e) = resp else {
         return unexpected(resp);
     };
-    println!("{}: {}", e.verdict, e.summary);
+    println!("{}: {}", e.verdict, clean(&e.summary));
+}
+
+fn endpoint(ip: std::net::IpAddr, port: Option<u16>) -> String {
+    match (ip, port) {
+        (std::net::IpAddr::V6(v6), Some(p)) => format!("[{v6}]:{p}"),
+        (ip, Some(p)) => format!("{ip}:{p}"),
+        (ip, None) => ip.to_string(),
+    }
+}
+
+fn connection_line(c: &ConnectionInfo) {
+    let arrow = match c.direction {
+        Direction::Outbound => "->",
+        Direction::Inbound => "<-",
+    };
+    let pid = c.pid.map(|p| format!(" [{p}]")).unwrap_or_default();
+    println!(
+        "{} {}{pid} {} {arrow} {} {} {}: {}",
+        c.id,
+        clean(&c.app),
+        c.protocol,
+        endpoint(c.remote, c.remote_port),
+        c.scope,
+        c.explanation.verdict,
+        clean(&c.explanation.summary),
+    );
+}
+
+/// `connections --follow`: one more connection.
+pub fn connection(c: &ConnectionInfo, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(c).unwrap_or_else(|_| "null".into())
+        );
+    } else {
+        connection_line(c);
+    }
+}
+
+/// `connections`.
+pub fn connections(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Connections(list) = resp else {
+        return unexpected(resp);
+    };
+    if list.is_empty() {
+        println!("No connections decided yet.");
+    }
+    for c in list {
+        connection_line(c);
+    }
 }
 
 /// `events`: one line (or one JSON object) per event.
@@ -283,10 +347,13 @@ pub fn event(e: &Event, json: bool) {
         return;
     }
     match e {
-        Event::SettingChanged { app: Some(a), key } => println!("setting {key} of {a} changed"),
+        Event::SettingChanged { app: Some(a), key } => {
+            println!("setting {key} of {} changed", clean(a));
+        }
         Event::SettingChanged { app: None, key } => println!("global setting {key} changed"),
         Event::RulesChanged { owner } => println!("{} changed", owner_text(owner)),
-        Event::AppAdded { app } => println!("new app {} ({})", app.name, app.key),
+        Event::AppAdded { app } => println!("new app {} ({})", clean(&app.name), clean(&app.key)),
+        Event::Connection { connection } => connection_line(connection),
         Event::Lagged { missed } => println!("missed {missed} events"),
         Event::Unknown => println!("(an event this portcullisctl does not know)"),
     }

@@ -3,12 +3,20 @@
 //! `portcullis-policy`, storage in `store`, request handling in `service`, sockets in
 //! `portcullis-ipc`. `portcullisd recover` undoes what a crashed run left behind.
 
+#![expect(
+    dead_code,
+    reason = "TEMPORARY: the verdict path that reads the live policy lands with enforcement"
+)]
+
 mod config;
+mod live;
 mod paths;
 mod recover;
 mod serve;
 mod service;
+mod state_lock;
 mod store;
+mod verdict;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,7 +126,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(p) => resolve(p).and_then(|r| serve::run(&r)),
         Command::Recover(p) => resolve(p)
-            .and_then(|r| recover::recover(&r.paths))
+            .and_then(|r| recover::recover(&r.paths, None))
             .map(|done| {
                 for line in done {
                     println!("{line}");

@@ -9,10 +9,18 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::paths::Paths;
+use crate::state_lock::StateLock;
 
 /// Removes what a dead helper left; returns one line per thing undone (empty: nothing to do).
-/// A live helper's files are left alone.
-pub fn recover(paths: &Paths) -> anyhow::Result<Vec<String>> {
+/// A live helper's files are left alone. The caller that is about to run a helper passes
+/// the state lock it holds; `portcullisd recover` passes `None` and takes the lock itself,
+/// so it never undoes the changes of a helper that runs.
+pub fn recover(paths: &Paths, held: Option<&StateLock>) -> anyhow::Result<Vec<String>> {
+    let _lock = match held {
+        Some(_) => None,
+        None if paths.state_dir.is_dir() => Some(StateLock::acquire(&paths.state_dir)?),
+        None => None,
+    };
     let mut done = Vec::new();
     if remove_stale_socket(&paths.socket)? {
         done.push(format!("removed stale socket {}", paths.socket.display()));
@@ -38,9 +46,9 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<bool> {
             path.display()
         );
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => anyhow::bail!(
-            "a helper is still listening on {}; stop it first (systemctl stop portcullisd)",
+    match probe(path) {
+        Ok(()) => anyhow::bail!(
+            "a helper is still listening on {}; stop it first",
             path.display()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -50,6 +58,23 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<bool> {
             Ok(true)
         }
         Err(e) => Err(e).with_context(|| format!("cannot check socket {}", path.display())),
+    }
+}
+
+/// Connects without blocking: a live helper whose backlog is full answers `EAGAIN`, which
+/// counts as live (a blocking connect would hang there).
+fn probe(path: &Path) -> std::io::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINPROGRESS) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -70,9 +95,9 @@ mod tests {
         let p = paths(dir.path());
         drop(std::os::unix::net::UnixListener::bind(&p.socket).unwrap());
         assert!(p.socket.exists(), "binding left the socket file");
-        assert_eq!(recover(&p).unwrap().len(), 1);
+        assert_eq!(recover(&p, None).unwrap().len(), 1);
         assert!(!p.socket.exists());
-        assert!(recover(&p).unwrap().is_empty());
+        assert!(recover(&p, None).unwrap().is_empty());
     }
 
     #[test]
@@ -81,7 +106,7 @@ mod tests {
         let p = paths(dir.path());
         let _live = std::os::unix::net::UnixListener::bind(&p.socket).unwrap();
         assert!(
-            recover(&p)
+            recover(&p, None)
                 .unwrap_err()
                 .to_string()
                 .contains("still listening")
@@ -91,7 +116,7 @@ mod tests {
         std::fs::remove_file(&p.socket).unwrap();
         std::fs::write(&p.socket, b"data").unwrap();
         assert!(
-            recover(&p)
+            recover(&p, None)
                 .unwrap_err()
                 .to_string()
                 .contains("not a socket")

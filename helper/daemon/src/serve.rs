@@ -2,12 +2,13 @@
 //! task, ends temporary rules on time, and stops cleanly on SIGTERM/SIGINT. Requests go to
 //! `Service`; this module only moves frames and owns the tasks.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use portcullis_ipc::{Connection, Server, ServerConfig};
+use portcullis_ipc::{Connection, FrameError, IpcError, Server, ServerConfig};
 use portcullis_protocol::{
     ClientFrame, EnforcementState, ErrorCode, ErrorFrame, Event, Reply, Request, Response,
     ServerFrame,
@@ -16,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::service::Service;
+use crate::state_lock::StateLock;
 use crate::store::Store;
 use crate::{Resolved, ensure_state_dir, now_ms};
 
@@ -23,6 +25,13 @@ use crate::{Resolved, ensure_state_dir, now_ms};
 const EVENT_BUFFER: usize = 1024;
 /// Frames queued for one client before its reader waits.
 const OUTBOX: usize = 256;
+/// Longest wait for a client to take one frame before it is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most clients connected at once, and per uid: a member of the group must not be able to
+/// use up the helper's file descriptors and keep everyone else (root too) out.
+/// Root is exempt: members must never be able to lock root out.
+const MAX_CLIENTS: u32 = 256;
+const MAX_CLIENTS_PER_UID: u32 = 64;
 
 type Shared = Arc<Mutex<Service>>;
 
@@ -63,10 +72,11 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
-    for line in crate::recover::recover(paths)? {
+    ensure_state_dir(paths)?;
+    let lock = StateLock::acquire(&paths.state_dir)?;
+    for line in crate::recover::recover(paths, Some(&lock))? {
         tracing::info!("{line} (left by an earlier run)");
     }
-    ensure_state_dir(paths)?;
     let store = Store::open(&paths.settings_db())?;
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let enforcement = EnforcementState::Off {
@@ -94,14 +104,24 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         "portcullisd ready"
     );
 
-    let clients = Arc::new(AtomicU32::new(0));
+    let clients = Arc::new(Clients::default());
     let expiry = tokio::spawn(end_rules_on_time(service.clone(), events.subscribe()));
     let result = loop {
         tokio::select! {
             accepted = server.accept() => match accepted {
-                Ok(conn) => {
-                    tokio::spawn(serve_client(conn, service.clone(), events.clone(), clients.clone()));
-                }
+                Ok(conn) => match ClientSlot::claim(&clients, conn.peer.uid) {
+                    Some(slot) => {
+                        tokio::spawn(serve_client(conn, slot, service.clone(), events.clone()));
+                    }
+                    None => {
+                        tracing::warn!(uid = conn.peer.uid, "too many clients; refusing one");
+                        tokio::spawn(async move {
+                            let err = ErrorFrame::new(ErrorCode::PermissionDenied, "too many clients are connected to the helper; close some and retry");
+                            let _ = conn.send_error_and_close(err).await;
+                        });
+                    }
+                },
+
                 Err(e) => break Err(anyhow::Error::new(e).context("IPC socket failed")),
             },
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
@@ -117,23 +137,44 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
 /// Ends temporary rules when their time is up. It sleeps until the earliest end and wakes
 /// early when a rule list changes, so an idle helper does not tick.
 async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Event>) {
+    /// With temporary rules pending, look at the wall clock at least this often: the sleep
+    /// runs on a monotonic clock that stops while the machine is suspended.
+    const RECHECK: Duration = Duration::from_secs(5);
     loop {
         let wait = {
             let svc = lock(&service);
             svc.next_expiry()
-                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())).min(RECHECK))
         };
         let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(24 * 3600)));
+        let rules_changed = async {
+            loop {
+                match changes.recv().await {
+                    Ok(Event::RulesChanged { .. })
+                    | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return true;
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
         tokio::select! {
             () = sleep => {
-                let failed = lock(&service).expire(now_ms()).err();
+                let svc = service.clone();
+                // SQLite work stays off the async workers.
+                let failed = tokio::task::spawn_blocking(move || lock(&svc).expire(now_ms()).err())
+                    .await
+                    .ok()
+                    .flatten();
                 if let Some(e) = failed {
-                    tracing::error!(error = %e, "cannot end temporary rules; retrying in 10 s");
+                    tracing::error!("cannot end temporary rules; retrying in 10 s");
+                    tracing::debug!(error = %e, "expiry failed");
                     tokio::time::sleep(Duration::from_secs(10)).await;
                 }
             }
-            changed = changes.recv() => {
-                if matches!(changed, Err(broadcast::error::RecvError::Closed)) {
+            open = rules_changed => {
+                if !open {
                     return;
                 }
             }
@@ -148,23 +189,66 @@ fn lock(service: &Shared) -> std::sync::MutexGuard<'_, Service> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Decrements the client count when the connection ends, however it ends.
-struct ClientSlot(Arc<AtomicU32>);
+/// Counts connected clients, in total and per uid.
+#[derive(Debug, Default)]
+pub struct Clients {
+    per_uid: Mutex<HashMap<u32, u32>>,
+    total: AtomicU32,
+}
+
+/// One connected client's place in the count; freed when the connection ends, however it
+/// ends.
+struct ClientSlot {
+    clients: Arc<Clients>,
+    uid: u32,
+}
+
+impl ClientSlot {
+    /// A place for a client of `uid`, unless the limits are reached.
+    fn claim(clients: &Arc<Clients>, uid: u32) -> Option<ClientSlot> {
+        let mut per_uid = clients
+            .per_uid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = per_uid.entry(uid).or_insert(0);
+        let full =
+            clients.total.load(Ordering::Relaxed) >= MAX_CLIENTS || *mine >= MAX_CLIENTS_PER_UID;
+        if full && uid != 0 {
+            return None;
+        }
+        *mine += 1;
+        clients.total.fetch_add(1, Ordering::Relaxed);
+        Some(ClientSlot {
+            clients: clients.clone(),
+            uid,
+        })
+    }
+}
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let mut per_uid = self
+            .clients
+            .per_uid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = per_uid.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_uid.remove(&self.uid);
+            }
+        }
+        self.clients.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 async fn serve_client(
     conn: Connection,
+    slot: ClientSlot,
     service: Shared,
     events: broadcast::Sender<Event>,
-    clients: Arc<AtomicU32>,
 ) {
-    clients.fetch_add(1, Ordering::Relaxed);
-    let _slot = ClientSlot(clients.clone());
+    let clients = slot.clients.clone();
     let peer = conn.peer;
     tracing::debug!(
         uid = peer.uid,
@@ -178,7 +262,30 @@ async fn serve_client(
     let writer_task = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
             let last = matches!(frame, ServerFrame::Error(_));
-            if writer.send(&frame).await.is_err() || last {
+            // A client that stops reading must not hold a task and its memory forever.
+            let sent = match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&frame)).await {
+                Ok(Err(IpcError::Frame(FrameError::TooLarge { .. }))) => match &frame {
+                    // Say so rather than drop the connection: the request itself worked.
+                    ServerFrame::Response { id, .. } => {
+                        let err = ErrorFrame::new(
+                            ErrorCode::Internal,
+                            "the answer is larger than one frame; narrow the request",
+                        );
+                        let reply = ServerFrame::Response {
+                            id: *id,
+                            reply: Reply::Err(err),
+                        };
+                        matches!(
+                            tokio::time::timeout(WRITE_TIMEOUT, writer.send(&reply)).await,
+                            Ok(Ok(()))
+                        )
+                    }
+                    _ => true,
+                },
+                Ok(result) => result.is_ok(),
+                Err(_) => false,
+            };
+            if !sent || last {
                 break;
             }
         }
@@ -216,7 +323,7 @@ async fn serve_client(
             Reply::Ok(Response::Subscribed)
         } else {
             let svc = service.clone();
-            let n = clients.load(Ordering::Relaxed);
+            let n = clients.total.load(Ordering::Relaxed);
             // SQLite writes wait for fsync: keep them off the async workers.
             match tokio::task::spawn_blocking(move || lock(&svc).handle(request, now_ms(), n)).await
             {

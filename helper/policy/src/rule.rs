@@ -549,12 +549,15 @@ fn parse_entity(token: &str) -> Result<Entity, String> {
 }
 
 /// `AS1234` / `as1234` → `Some("1234")`: the token is meant as an ASN (even if the number is
-/// bad) when `AS` is followed by a digit.
+/// bad) when `AS` is followed by a digit and the token has no dot (`as1.example.com` is a
+/// domain).
 fn asn_digits(token: &str) -> Option<&str> {
     let prefix = token.get(..2)?;
     let rest = token.get(2..)?;
-    (prefix.eq_ignore_ascii_case("as") && rest.starts_with(|c: char| c.is_ascii_digit()))
-        .then_some(rest)
+    (prefix.eq_ignore_ascii_case("as")
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+        && !rest.contains('.'))
+    .then_some(rest)
 }
 
 fn parse_asn(digits: &str) -> Result<Entity, String> {
@@ -879,6 +882,7 @@ mod tests {
             ("+ INBOUND * tcp/22", "+ Inbound tcp/22"),
             ("- * tcp/443", "- tcp/443"),
             ("- as1234", "- AS1234"),
+            ("- AS1.Example.com", "- as1.example.com"),
             ("- de", "- DE"),
             ("+ lan", "+ LAN"),
             ("+ p2p", "+ P2P"),

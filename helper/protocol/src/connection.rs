@@ -65,3 +65,38 @@ pub struct ConnectionQuery {
     #[serde(default)]
     pub domain: Option<String>,
 }
+
+/// A connection the helper decided, as `connections` and the monitor show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Unique while the helper runs.
+    pub id: u64,
+    /// When it was decided, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// The app's profile key (`system:kernel` when no process was found).
+    pub app: String,
+    /// The process, when one was found.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Who opened it.
+    pub direction: Direction,
+    /// Its transport protocol.
+    pub protocol: Protocol,
+    /// Our address.
+    pub local: IpAddr,
+    /// Our port (`None` for ICMP).
+    #[serde(default)]
+    pub local_port: Option<u16>,
+    /// The other end.
+    pub remote: IpAddr,
+    /// The other end's port (`None` for ICMP).
+    #[serde(default)]
+    pub remote_port: Option<u16>,
+    /// The name the app looked `remote` up by, when known.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Its scope.
+    pub scope: crate::settings::Scope,
+    /// The verdict and why.
+    pub explanation: crate::explain::Explanation,
+}

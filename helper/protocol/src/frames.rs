@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apps::{AppInfo, AppRef};
-use crate::connection::ConnectionQuery;
+use crate::connection::{ConnectionInfo, ConnectionQuery};
 use crate::explain::Explanation;
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
@@ -143,6 +143,9 @@ pub enum Request {
         /// The connection.
         connection: ConnectionQuery,
     },
+    /// The connections decided most recently (newest last; the helper keeps a bounded
+    /// number). Answer: `Connections`.
+    ListConnections,
 }
 
 fn forever() -> RuleLifetime {
@@ -162,7 +165,8 @@ impl Request {
             | Request::ListRules { .. }
             | Request::MoveRule { .. }
             | Request::Subscribe
-            | Request::Explain { .. } => true,
+            | Request::Explain { .. }
+            | Request::ListConnections => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } => false,
         }
     }
@@ -195,6 +199,8 @@ pub enum Response {
     Subscribed,
     /// For `Explain`.
     Explanation(Explanation),
+    /// For `ListConnections`.
+    Connections(Vec<ConnectionInfo>),
 }
 
 /// Something that happened in the helper, sent to subscribers.
@@ -217,6 +223,11 @@ pub enum Event {
     AppAdded {
         /// The new profile.
         app: AppInfo,
+    },
+    /// A connection was decided.
+    Connection {
+        /// It, with its verdict and explanation.
+        connection: ConnectionInfo,
     },
     /// Events lost because this client read too slowly; reload what you show.
     Lagged {

@@ -13,7 +13,7 @@ pub mod settings;
 pub mod status;
 
 pub use apps::{AppInfo, AppKind, AppRef};
-pub use connection::{ConnectionQuery, Direction, Protocol};
+pub use connection::{ConnectionInfo, ConnectionQuery, Direction, Protocol};
 pub use explain::{DecidedBy, Explanation, ProfileLabel, Verdict};
 pub use frames::{
     ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,

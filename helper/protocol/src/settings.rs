@@ -263,7 +263,10 @@ impl SettingValue {
             (SettingKey::DefaultAction, SettingValue::Action(_)) => true,
             (SettingKey::PromptFallback, SettingValue::Action(a)) => *a != Action::Ask,
             (SettingKey::BlockInbound | SettingKey::FailOpen, SettingValue::Bool(_)) => true,
-            (SettingKey::BlockScopes, SettingValue::Scopes(_)) => true,
+            (SettingKey::BlockScopes, SettingValue::Scopes(s)) => {
+                // As `parse` makes it: sorted, without duplicates (so at most 5).
+                s.windows(2).all(|w| matches!(w, [a, b] if a < b))
+            }
             (SettingKey::PromptTimeoutSecs, SettingValue::Seconds(n)) => (1..=3600).contains(n),
             _ => false,
         };

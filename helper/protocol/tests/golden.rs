@@ -69,6 +69,21 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
         },
         summary: "blocked by rule `- 10.0.0.0/8` of app /usr/bin/curl".into(),
     };
+    let connection = ConnectionInfo {
+        id: 9,
+        unix_ms: 1_780_000_200_000,
+        app: "/usr/bin/curl".into(),
+        pid: Some(4242),
+        direction: Direction::Outbound,
+        protocol: Protocol::Tcp,
+        local: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 1, 1)),
+        local_port: Some(40000),
+        remote: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 1, 2)),
+        remote_port: Some(443),
+        domain: None,
+        scope: Scope::Lan,
+        explanation: explanation.clone(),
+    };
     let v = |x: &dyn erased::Ser| x.value();
     vec![
         (
@@ -302,6 +317,26 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             v(&ServerFrame::Response {
                 id: 12,
                 reply: Reply::Ok(Response::Explanation(explanation.clone())),
+            }),
+        ),
+        (
+            "req_list_connections",
+            v(&ClientFrame::Request {
+                id: 13,
+                request: Request::ListConnections,
+            }),
+        ),
+        (
+            "resp_connections",
+            v(&ServerFrame::Response {
+                id: 13,
+                reply: Reply::Ok(Response::Connections(vec![connection.clone()])),
+            }),
+        ),
+        (
+            "event_connection",
+            v(&ServerFrame::Event {
+                event: Event::Connection { connection },
             }),
         ),
         ("explanation", v(&explanation)),

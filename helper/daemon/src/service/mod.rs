@@ -5,6 +5,7 @@
 //! it returns, so every request can be tested without a socket.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use portcullis_policy::{Facts, ProfileRules, Rule, decide, settings_view};
@@ -14,20 +15,30 @@ use portcullis_protocol::{
 };
 use tokio::sync::broadcast;
 
-use crate::store::{KERNEL_KEY, ProfileRow, SYSTEM_DNS_KEY, Snapshot, Store, StoreError};
+use crate::live::{ConnectionLog, SharedPolicy};
+use crate::store::{KERNEL_KEY, NewApp, ProfileRow, SYSTEM_DNS_KEY, Snapshot, Store, StoreError};
 
+/// Connections kept for `connections`.
+const CONNECTION_LOG: usize = 4096;
 /// Longest app key accepted (Linux PATH_MAX).
 const MAX_APP_KEY: usize = 4096;
 /// Longest rule text accepted; real rules are a few dozen bytes.
 const MAX_RULE_TEXT: usize = 1024;
-/// Most rules one list may hold, so a client cannot grow the database without bound.
-const MAX_RULES_PER_LIST: u32 = 10_000;
+/// Most rules one list may hold; a list must also fit in one answer frame.
+const MAX_RULES_PER_LIST: u32 = 2_000;
+/// Most rules in all lists together, so a client cannot grow the database without bound.
+const MAX_RULES_TOTAL: u32 = 20_000;
+/// Most app profiles; the verdict path stops making new ones beyond it (their connections
+/// are decided with the global settings).
+const MAX_APPS: usize = 2_000;
 
 /// The helper's request handler and its view of the settings.
 #[derive(Debug)]
 pub struct Service {
     store: Store,
     snapshot: Snapshot,
+    policy: Arc<SharedPolicy>,
+    connections: Arc<ConnectionLog>,
     started: Instant,
     events: broadcast::Sender<Event>,
     enforcement: EnforcementState,
@@ -38,25 +49,50 @@ fn invalid(message: impl Into<String>) -> ErrorFrame {
 }
 
 fn internal(e: &StoreError) -> ErrorFrame {
-    tracing::error!(error = %e, "settings database write failed");
+    // The error can name rules and app paths: details only at DEBUG (see SECURITY.md).
+    tracing::error!("settings database change failed; nothing was changed");
+    tracing::debug!(error = %e, "settings database change failed");
     ErrorFrame::new(ErrorCode::Internal, format!("nothing was changed: {e}"))
 }
 
-/// Checks an app key from a client: a special profile or an absolute executable path.
+/// Checks an app key from a client: a special profile or an absolute, normalised executable
+/// path without control characters (a path written two ways would make two profiles, and
+/// control characters could drive the terminal that prints it).
 fn check_app_key(key: &str) -> Result<(), ErrorFrame> {
     if key == KERNEL_KEY || key == SYSTEM_DNS_KEY {
         return Ok(());
     }
-    if key.is_empty() || key.len() > MAX_APP_KEY || key.contains('\0') {
-        return Err(invalid(format!(
-            "invalid app `{}`: expected an absolute executable path of at most {MAX_APP_KEY} bytes",
-            key.escape_debug()
+    let bad = |why: &str| {
+        invalid(format!(
+            "invalid app `{}`: {why}",
+            key.chars().take(200).collect::<String>().escape_debug()
+        ))
+    };
+    if key.is_empty() || key.len() > MAX_APP_KEY {
+        return Err(bad(&format!(
+            "expected an absolute executable path of at most {MAX_APP_KEY} bytes"
         )));
     }
-    if !Path::new(key).is_absolute() {
-        return Err(invalid(format!(
-            "invalid app `{}`: expected an absolute executable path (e.g. /usr/bin/curl)",
-            key.escape_debug()
+    if key.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
+    let path = Path::new(key);
+    if !path.is_absolute() {
+        return Err(bad(
+            "expected an absolute executable path (e.g. /usr/bin/curl)",
+        ));
+    }
+    let normal: std::path::PathBuf = path.components().collect();
+    let has_dots = path.components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::CurDir | std::path::Component::ParentDir
+        )
+    });
+    if has_dots || normal.as_os_str() != path.as_os_str() {
+        return Err(bad(&format!(
+            "write the path without `.`, `..`, `//` or a trailing `/` (e.g. {})",
+            normal.display()
         )));
     }
     Ok(())
@@ -90,7 +126,9 @@ impl Service {
         let snapshot = store.load()?;
         Ok(Service {
             store,
+            policy: Arc::new(SharedPolicy::new(snapshot.clone())),
             snapshot,
+            connections: Arc::new(ConnectionLog::new(CONNECTION_LOG)),
             started: Instant::now(),
             events,
             enforcement,
@@ -101,6 +139,53 @@ impl Service {
     #[cfg(test)]
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
+    }
+
+    /// The policy the verdict path reads; updated after every committed change.
+    pub fn policy(&self) -> Arc<SharedPolicy> {
+        self.policy.clone()
+    }
+
+    /// The log of recent connections, written by the verdict path.
+    pub fn connections(&self) -> Arc<ConnectionLog> {
+        self.connections.clone()
+    }
+
+    /// Records the enforcement state that `status` reports.
+    pub fn set_enforcement(&mut self, state: EnforcementState) {
+        self.enforcement = state;
+    }
+
+    /// Makes a profile for an app the verdict path met for the first time. Errors are logged:
+    /// the connection was decided already, with the global settings.
+    pub fn app_seen(&mut self, key: &str, kind: AppKind, name: &str, now_ms: u64) {
+        if self.snapshot.apps.contains_key(key) {
+            return;
+        }
+        if self.snapshot.apps.len() >= MAX_APPS {
+            tracing::warn!("too many app profiles; new apps get the global settings");
+            return;
+        }
+        let owner = RuleOwner::App(key.to_string());
+        let made = self
+            .store
+            .ensure_app(key, kind, name, now_ms)
+            .and_then(|created| {
+                self.refresh(&owner)?;
+                Ok(created)
+            });
+        match made {
+            Ok(true) => {
+                tracing::info!("new app profile");
+                if let Some(row) = self.snapshot.apps.get(key) {
+                    self.emit(Event::AppAdded {
+                        app: row.info.clone(),
+                    });
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "cannot store a new app profile"),
+        }
     }
 
     fn emit(&self, event: Event) {
@@ -120,6 +205,7 @@ impl Service {
             }
             (RuleOwner::Global, None) => {}
         }
+        self.policy.store(self.snapshot.clone());
         Ok(())
     }
 
@@ -137,22 +223,45 @@ impl Service {
         settings_view(app, app_overrides, &self.snapshot.global.overrides)
     }
 
-    /// Makes sure the app behind `owner` has a profile, creating it (and telling subscribers)
-    /// when a client configures an app before it was ever seen.
-    fn ensure_owner(&mut self, owner: &RuleOwner, now_ms: u64) -> Result<(), ErrorFrame> {
+    /// For a change to `owner`: `Some(name)` when it is an app without a profile yet (the
+    /// change then creates it in the same transaction), after checking the app key and the
+    /// limit on profiles.
+    fn new_app_for(&self, owner: &RuleOwner) -> Result<Option<String>, ErrorFrame> {
         let RuleOwner::App(key) = owner else {
-            return Ok(());
+            return Ok(None);
         };
         check_app_key(key)?;
         if self.snapshot.apps.contains_key(key) {
-            return Ok(());
+            return Ok(None);
         }
-        let created = self
-            .store
-            .ensure_app(key, AppKind::Executable, &app_name(key), now_ms)
-            .map_err(|e| internal(&e))?;
-        self.refresh(owner).map_err(|e| internal(&e))?;
-        if created {
+        if self.snapshot.apps.len() >= MAX_APPS {
+            return Err(invalid(format!(
+                "the helper already knows {MAX_APPS} apps, the most allowed; remove some first"
+            )));
+        }
+        Ok(Some(app_name(key)))
+    }
+
+    /// After a committed change of `owner`: reloads it (or everything, if that fails) and
+    /// tells subscribers of a new profile. An error here means the change IS stored.
+    fn after_commit(&mut self, owner: &RuleOwner, created: bool) -> Result<(), ErrorFrame> {
+        if let Err(e) = self.refresh(owner) {
+            tracing::error!("cannot reload a changed profile; reloading everything");
+            tracing::debug!(error = %e, "reload failed");
+            match self.store.load() {
+                Ok(snapshot) => {
+                    self.snapshot = snapshot;
+                    self.policy.store(self.snapshot.clone());
+                }
+                Err(e) => {
+                    return Err(ErrorFrame::new(
+                        ErrorCode::Internal,
+                        format!("the change was stored, but the helper cannot read it back: {e}"),
+                    ));
+                }
+            }
+        }
+        if created && let RuleOwner::App(key) = owner {
             tracing::info!("new app profile");
             if let Some(row) = self.snapshot.apps.get(key) {
                 self.emit(Event::AppAdded {
@@ -161,6 +270,11 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// The global profile, then every app's.
+    fn all_profiles(&self) -> impl Iterator<Item = &ProfileRow> {
+        std::iter::once(&self.snapshot.global).chain(self.snapshot.apps.values())
     }
 
     fn not_found_app(key: &str) -> ErrorFrame {
@@ -226,11 +340,20 @@ impl Service {
                         return Err(Self::not_found_app(k));
                     }
                 }
-                self.ensure_owner(&owner, now_ms)?;
-                self.store
-                    .set_setting(&owner, key, value.as_ref())
+                let name = self.new_app_for(&owner)?;
+                let create = name.as_deref().map(|name| NewApp {
+                    kind: AppKind::Executable,
+                    name,
+                    now_ms,
+                });
+                let found = self
+                    .store
+                    .set_setting_creating(&owner, key, value.as_ref(), create.as_ref())
                     .map_err(|e| internal(&e))?;
-                self.refresh(&owner).map_err(|e| internal(&e))?;
+                if !found {
+                    return Err(internal_missing(&owner));
+                }
+                self.after_commit(&owner, create.is_some())?;
                 tracing::info!(setting = %key, per_app = app.is_some(), "setting changed");
                 self.emit(Event::SettingChanged {
                     app: app.clone(),
@@ -282,22 +405,30 @@ impl Service {
                 {
                     return Err(invalid("the rule's end time has already passed"));
                 }
-                if let RuleOwner::App(key) = &owner {
-                    check_app_key(key)?;
-                }
+                let name = self.new_app_for(&owner)?;
                 let count = self.profile(&owner).map_or(0, |p| p.info.rules);
                 if count >= MAX_RULES_PER_LIST {
                     return Err(invalid(format!(
                         "this rule list already holds {count} rules, the most allowed"
                     )));
                 }
-                self.ensure_owner(&owner, now_ms)?;
+                let total: u32 = self.all_profiles().map(|p| p.info.rules).sum();
+                if total >= MAX_RULES_TOTAL {
+                    return Err(invalid(format!(
+                        "the helper already holds {total} rules, the most allowed"
+                    )));
+                }
+                let create = name.as_deref().map(|name| NewApp {
+                    kind: AppKind::Executable,
+                    name,
+                    now_ms,
+                });
                 let id = self
                     .store
-                    .add_rule(&owner, &rule, position, lifetime, now_ms)
+                    .add_rule_creating(&owner, &rule, position, lifetime, now_ms, create.as_ref())
                     .map_err(|e| internal(&e))?
                     .ok_or_else(|| internal_missing(&owner))?;
-                self.refresh(&owner).map_err(|e| internal(&e))?;
+                self.after_commit(&owner, create.is_some())?;
                 tracing::info!(
                     rule_id = id,
                     per_app = matches!(owner, RuleOwner::App(_)),
@@ -315,7 +446,7 @@ impl Service {
                     .remove_rule(id)
                     .map_err(|e| internal(&e))?
                     .ok_or_else(|| no_rule(id))?;
-                self.refresh(&owner).map_err(|e| internal(&e))?;
+                self.after_commit(&owner, false)?;
                 tracing::info!(rule_id = id, "rule removed");
                 self.emit(Event::RulesChanged { owner });
                 Ok(Response::Rule(before))
@@ -329,7 +460,7 @@ impl Service {
                     .move_rule(id, position)
                     .map_err(|e| internal(&e))?
                     .ok_or_else(|| no_rule(id))?;
-                self.refresh(&owner).map_err(|e| internal(&e))?;
+                self.after_commit(&owner, false)?;
                 tracing::info!(rule_id = id, position, "rule moved");
                 self.emit(Event::RulesChanged {
                     owner: owner.clone(),
@@ -337,6 +468,7 @@ impl Service {
                 Ok(Response::Rules(self.rules_of(&owner)?))
             }
             Request::Subscribe => Ok(Response::Subscribed),
+            Request::ListConnections => Ok(Response::Connections(self.connections.recent())),
             Request::Explain { app, connection } => {
                 if let Some(key) = &app {
                     check_app_key(key)?;
@@ -356,8 +488,7 @@ impl Service {
     }
 
     fn find_rule_anywhere(&self, id: i64) -> Result<RuleInfo, ErrorFrame> {
-        std::iter::once(&self.snapshot.global)
-            .chain(self.snapshot.apps.values())
+        self.all_profiles()
             .flat_map(|p| p.rules.iter())
             .find(|r| r.id == id)
             .cloned()
@@ -412,10 +543,7 @@ impl Service {
 
     /// The helper's status.
     pub fn status(&self, clients: u32) -> Status {
-        let rules = std::iter::once(&self.snapshot.global)
-            .chain(self.snapshot.apps.values())
-            .map(|p| p.info.rules)
-            .sum();
+        let rules = self.all_profiles().map(|p| p.info.rules).sum();
         Status {
             version: portcullis_protocol::RELEASE_VERSION.to_string(),
             protocol_version: portcullis_protocol::PROTOCOL_VERSION,
@@ -430,8 +558,7 @@ impl Service {
 
     /// The earliest time a rule ends, if any rule has an end time.
     pub fn next_expiry(&self) -> Option<u64> {
-        std::iter::once(&self.snapshot.global)
-            .chain(self.snapshot.apps.values())
+        self.all_profiles()
             .flat_map(|p| p.rules.iter())
             .filter_map(|r| match r.lifetime {
                 RuleLifetime::Until { unix_ms } => Some(unix_ms),
@@ -445,7 +572,15 @@ impl Service {
         if self.next_expiry().is_none_or(|t| t > now_ms) {
             return Ok(());
         }
-        for owner in self.store.remove_ended_rules(now_ms, false)? {
+        let owners = self.store.remove_ended_rules(now_ms, false)?;
+        if owners.is_empty() {
+            // Memory says a rule ended but the database had none to remove: it changed under
+            // us. Reload, or the timer would fire again at once, forever.
+            self.snapshot = self.store.load()?;
+            self.policy.store(self.snapshot.clone());
+            return Ok(());
+        }
+        for owner in owners {
             self.refresh(&owner)?;
             tracing::info!("temporary rule ended");
             self.emit(Event::RulesChanged { owner });

@@ -157,7 +157,17 @@ fn a_value_of_the_wrong_type_is_refused() {
 #[test]
 fn relative_or_empty_app_paths_are_refused() {
     let (_d, mut svc, _rx) = service();
-    for app in ["curl", "", "./curl", "/usr/bin/\0x"] {
+    for app in [
+        "curl",
+        "",
+        "./curl",
+        "/usr/bin/\0x",
+        "/usr//bin/curl",
+        "/usr/bin/./curl",
+        "/usr/lib/../bin/curl",
+        "/usr/bin/curl/",
+        "/usr/bin/\u{1b}[31mcurl",
+    ] {
         let err = add(&mut svc, RuleOwner::App(app.into()), "- *").unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidInput, "{app:?}");
     }

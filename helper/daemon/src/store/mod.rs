@@ -15,7 +15,9 @@ use portcullis_policy::{Overrides, Rule, StoredRule};
 use portcullis_protocol::{
     AppInfo, AppKind, RuleInfo, RuleLifetime, RuleOwner, SettingKey, SettingValue,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 /// The key of the global profile in the database. App keys are absolute paths or
 /// `system:…`, so this cannot collide with one.
@@ -94,6 +96,18 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+}
+
+/// A profile to create in the same transaction as a change to it, if it does not exist, so
+/// that a failed change never leaves a new, empty profile behind.
+#[derive(Debug, Clone, Copy)]
+pub struct NewApp<'a> {
+    /// Its kind.
+    pub kind: AppKind,
+    /// Its name for people.
+    pub name: &'a str,
+    /// Now, in milliseconds since the Unix epoch.
+    pub now_ms: u64,
 }
 
 /// One profile with its settings and rules.
@@ -374,6 +388,22 @@ impl Store {
         .optional()
     }
 
+    /// Creates `owner`'s profile inside `tx` if it is an app without one and `create` says how.
+    fn create_in(
+        tx: &Transaction<'_>,
+        owner: &RuleOwner,
+        create: Option<&NewApp<'_>>,
+    ) -> rusqlite::Result<()> {
+        if let (RuleOwner::App(key), Some(new)) = (owner, create) {
+            tx.execute(
+                "INSERT INTO profiles (key, kind, name, created_ms, last_seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(key) DO NOTHING",
+                params![key, kind_to_sql(new.kind), new.name, ms_to_sql(new.now_ms)],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Makes sure an app profile exists; returns whether it was created.
     pub fn ensure_app(
         &mut self,
@@ -406,12 +436,28 @@ impl Store {
         key: SettingKey,
         value: Option<&SettingValue>,
     ) -> Result<bool, StoreError> {
+        self.set_setting_creating(owner, key, value, None)
+    }
+
+    /// As [`Store::set_setting`], creating the app's profile first (same transaction) when
+    /// `create` is given and it does not exist.
+    pub fn set_setting_creating(
+        &mut self,
+        owner: &RuleOwner,
+        key: SettingKey,
+        value: Option<&SettingValue>,
+        create: Option<&NewApp<'_>>,
+    ) -> Result<bool, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        Self::create_in(&tx, owner, create).map_err(sql)?;
         let Some(id) = Self::profile_id(&tx, owner_key(owner)).map_err(sql)? else {
             return Ok(false);
         };
@@ -453,12 +499,30 @@ impl Store {
         lifetime: RuleLifetime,
         now_ms: u64,
     ) -> Result<Option<i64>, StoreError> {
+        self.add_rule_creating(owner, rule, position, lifetime, now_ms, None)
+    }
+
+    /// As [`Store::add_rule`], creating the app's profile first (same transaction) when
+    /// `create` is given and it does not exist.
+    pub fn add_rule_creating(
+        &mut self,
+        owner: &RuleOwner,
+        rule: &Rule,
+        position: Option<u32>,
+        lifetime: RuleLifetime,
+        now_ms: u64,
+        create: Option<&NewApp<'_>>,
+    ) -> Result<Option<i64>, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        Self::create_in(&tx, owner, create).map_err(sql)?;
         let Some(pid) = Self::profile_id(&tx, owner_key(owner)).map_err(sql)? else {
             return Ok(None);
         };
@@ -514,7 +578,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let found = tx
             .query_row(
                 "SELECT r.profile_id, r.position, p.key FROM rules r \
@@ -552,7 +619,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let found = tx
             .query_row(
                 "SELECT r.profile_id, r.position, p.key FROM rules r \
@@ -620,7 +690,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let ended: Vec<(i64, String)> = {
             let mut stmt = tx
                 .prepare(

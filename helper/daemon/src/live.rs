@@ -1,0 +1,120 @@
+//! State shared between the IPC side and the verdict path: the policy snapshot that decisions
+//! read, and the log of recent connections. Both are built for a reader that must never wait
+//! on the database: the service publishes a new immutable snapshot after every committed
+//! change, and the verdict path only clones an `Arc` or pushes into a bounded ring.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use portcullis_protocol::ConnectionInfo;
+
+use crate::store::Snapshot;
+
+/// The policy in force, swapped whole on every change.
+#[derive(Debug)]
+pub struct SharedPolicy(RwLock<Arc<Snapshot>>);
+
+impl SharedPolicy {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> SharedPolicy {
+        SharedPolicy(RwLock::new(Arc::new(snapshot)))
+    }
+
+    /// The snapshot in force now; holding it never blocks a writer.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the snapshot.
+    pub fn store(&self, snapshot: Snapshot) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+    }
+}
+
+/// The most recent decided connections, oldest dropped first.
+#[derive(Debug)]
+pub struct ConnectionLog {
+    entries: Mutex<VecDeque<ConnectionInfo>>,
+    next_id: AtomicU64,
+    capacity: usize,
+}
+
+impl ConnectionLog {
+    /// Keeps at most `capacity` connections.
+    pub fn new(capacity: usize) -> ConnectionLog {
+        ConnectionLog {
+            entries: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            next_id: AtomicU64::new(1),
+            capacity,
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a connection, dropping the oldest when full.
+    pub fn record(&self, info: ConnectionInfo) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back(info);
+    }
+
+    /// Every kept connection, oldest first.
+    pub fn recent(&self) -> Vec<ConnectionInfo> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_protocol::{
+        DecidedBy, Direction, Explanation, ProfileLabel, Protocol, Scope, Verdict,
+    };
+
+    use super::*;
+
+    fn conn(log: &ConnectionLog) -> ConnectionInfo {
+        ConnectionInfo {
+            id: log.next_id(),
+            unix_ms: 1,
+            app: "/bin/x".into(),
+            pid: None,
+            direction: Direction::Outbound,
+            protocol: Protocol::Udp,
+            local: [10, 0, 0, 1].into(),
+            local_port: Some(1),
+            remote: [10, 0, 0, 2].into(),
+            remote_port: Some(2),
+            domain: None,
+            scope: Scope::Lan,
+            explanation: Explanation {
+                verdict: Verdict::Allow,
+                decided_by: DecidedBy::Rule {
+                    profile: ProfileLabel::Global,
+                    rule_id: None,
+                    text: "+ *".into(),
+                },
+                summary: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_connections_in_order() {
+        let log = ConnectionLog::new(3);
+        for _ in 0..5 {
+            log.record(conn(&log));
+        }
+        let ids: Vec<u64> = log.recent().iter().map(|c| c.id).collect();
+        assert_eq!(ids, [3, 4, 5]);
+    }
+}

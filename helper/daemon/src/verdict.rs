@@ -1,0 +1,156 @@
+//! Decides one observed connection with the policy snapshot in force: finds the app's
+//! profile, builds the policy facts, calls `portcullis_policy::decide`, and resolves `ask`
+//! when nobody can be asked. Pure: no I/O, no clock, so the verdict path's logic is tested
+//! without a queue.
+
+use std::net::IpAddr;
+
+use portcullis_policy::{Facts, ProfileRules, decide, resolve};
+use portcullis_protocol::{
+    Action, DecidedBy, Direction, Explanation, ProfileLabel, Protocol, SettingKey, SettingValue,
+    Verdict,
+};
+
+use crate::store::Snapshot;
+
+/// What the verdict path knows of a new connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// Who opened it.
+    pub direction: Direction,
+    /// Its transport protocol.
+    pub protocol: Protocol,
+    /// The other end.
+    pub remote: IpAddr,
+    /// The other end's port.
+    pub remote_port: Option<u16>,
+    /// Our port.
+    pub local_port: Option<u16>,
+    /// The app's profile key.
+    pub app: &'a str,
+}
+
+/// Decides `seen` with `snapshot`. `can_ask` says whether someone could answer a prompt
+/// now; when nobody can, `ask` becomes the `prompt_fallback` verdict at once, and the
+/// explanation says so.
+pub fn decide_observed(snapshot: &Snapshot, seen: &Observed<'_>, can_ask: bool) -> Explanation {
+    let facts = Facts {
+        direction: seen.direction,
+        protocol: seen.protocol,
+        remote: seen.remote,
+        remote_port: seen.remote_port,
+        local_port: seen.local_port,
+        domain: None,
+        looked_up: false,
+        country: None,
+        asn: None,
+    };
+    let app = snapshot.apps.get(seen.app);
+    let app_rules = app.map(|p| ProfileRules {
+        label: ProfileLabel::App(seen.app.to_string()),
+        settings: &p.overrides,
+        rules: &p.compiled,
+    });
+    let global = ProfileRules {
+        label: ProfileLabel::Global,
+        settings: &snapshot.global.overrides,
+        rules: &snapshot.global.compiled,
+    };
+    let decided = decide(app_rules.as_ref(), &global, &facts);
+    if decided.verdict != Verdict::Ask || can_ask {
+        return decided;
+    }
+    let fallback = resolve(
+        SettingKey::PromptFallback,
+        app.map(|p| &p.overrides),
+        &snapshot.global.overrides,
+    );
+    let verdict = match fallback.value {
+        SettingValue::Action(Action::Allow) => Verdict::Allow,
+        _ => Verdict::Block,
+    };
+    Explanation {
+        verdict,
+        summary: format!(
+            "{}; nobody is connected to answer, so prompt_fallback={} ({}) decided",
+            decided.summary, fallback.value, fallback.source
+        ),
+        decided_by: DecidedBy::Setting {
+            key: SettingKey::PromptFallback,
+            value: fallback.value,
+            source: fallback.source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_protocol::{AppKind, RuleLifetime, RuleOwner, SettingSource};
+
+    use super::*;
+    use crate::store::Store;
+
+    const APP: &str = "/usr/bin/app";
+
+    fn snapshot(setup: impl FnOnce(&mut Store)) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .ensure_app(APP, AppKind::Executable, "app", 1)
+            .unwrap();
+        setup(&mut store);
+        store.load().unwrap()
+    }
+
+    fn out_tcp(ip: [u8; 4], port: u16, app: &str) -> Observed<'_> {
+        Observed {
+            direction: Direction::Outbound,
+            protocol: Protocol::Tcp,
+            remote: IpAddr::from(ip),
+            remote_port: Some(port),
+            local_port: Some(40000),
+            app,
+        }
+    }
+
+    #[test]
+    fn an_app_rule_blocks_only_that_app() {
+        let snap = snapshot(|s| {
+            let rule = "- 10.0.0.0/8".parse().unwrap();
+            s.add_rule(
+                &RuleOwner::App(APP.into()),
+                &rule,
+                None,
+                RuleLifetime::Forever,
+                1,
+            )
+            .unwrap();
+        });
+        let e = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, APP), false);
+        assert_eq!(e.verdict, Verdict::Block);
+        let e = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, "/usr/bin/other"), false);
+        assert_eq!(e.verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn ask_with_nobody_to_answer_falls_back_at_once_and_says_so() {
+        let snap = snapshot(|s| {
+            let ask = SettingValue::Action(Action::Ask);
+            s.set_setting(&RuleOwner::Global, SettingKey::DefaultAction, Some(&ask))
+                .unwrap();
+        });
+        let e = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), false);
+        assert_eq!(e.verdict, Verdict::Block);
+        assert!(matches!(
+            e.decided_by,
+            DecidedBy::Setting {
+                key: SettingKey::PromptFallback,
+                source: SettingSource::Default,
+                ..
+            }
+        ));
+        assert!(e.summary.contains("nobody is connected"), "{}", e.summary);
+        let e = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), true);
+        assert_eq!(e.verdict, Verdict::Ask);
+    }
+}
