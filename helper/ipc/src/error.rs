@@ -29,6 +29,34 @@ pub enum IpcError {
         source: io::Error,
     },
 
+    /// The socket's directory is not safe to serve in: a symbolic link or not a directory, or
+    /// (when serving as root) not owned by root or writable by its group or by others.
+    /// Whoever can write the directory could swap the socket while root sets it up, so
+    /// nothing is created in it.
+    #[error(
+        "refusing to serve in {}: {reason}; the socket's directory must be a real directory \
+         owned by root and writable by root only",
+        path.display()
+    )]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it, e.g. "it is writable by others".
+        reason: String,
+    },
+
+    /// The socket file changed while the server was setting it up (it is no longer the socket
+    /// just bound); whatever is there now is left alone.
+    #[error(
+        "the socket {} was replaced while it was being set up; is another program using \
+         this path?",
+        path.display()
+    )]
+    SocketReplaced {
+        /// The socket path.
+        path: PathBuf,
+    },
+
     /// Something that is not a socket sits at the socket path; it is left alone.
     #[error("{} exists and is not a socket; remove it or choose another socket path", path.display())]
     NotASocket {

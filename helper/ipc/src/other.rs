@@ -17,20 +17,30 @@ use crate::server::PeerInfo;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileId;
 
-pub(crate) fn prepare_socket_path(_path: &Path) -> Result<(), IpcError> {
-    Ok(())
+/// The socket's directory (nothing to hold yet).
+#[derive(Debug)]
+pub(crate) struct SocketDir;
+
+pub(crate) fn prepare_socket_path(_path: &Path) -> Result<SocketDir, IpcError> {
+    Ok(SocketDir)
 }
 
 pub(crate) fn with_mode(options: ListenerOptions<'_>, _mode: u32) -> ListenerOptions<'_> {
     options
 }
 
+pub(crate) fn bound_socket(_dir: &SocketDir, _path: &Path) -> Result<FileId, IpcError> {
+    Ok(FileId)
+}
+
 pub(crate) fn secure_socket(
+    _dir: &SocketDir,
     _path: &Path,
+    _id: FileId,
     _mode: u32,
     _group: Option<u32>,
-) -> Result<FileId, IpcError> {
-    Ok(FileId)
+) -> Result<(), IpcError> {
+    Ok(())
 }
 
 pub(crate) fn remove_socket_if_ours(_path: &Path, _id: FileId) {}
@@ -73,7 +83,7 @@ pub(crate) enum Access {
     Refused,
 }
 
-pub(crate) async fn authorize(_peer: PeerInfo, _group: Option<u32>) -> Access {
+pub(crate) async fn authorize(_stream: &Stream, _peer: PeerInfo, _group: Option<u32>) -> Access {
     Access::Refused
 }
 

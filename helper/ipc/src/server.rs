@@ -1,5 +1,6 @@
-//! The helper's side of the socket: binding it safely (no deleting what is not a stale
-//! socket, mode and owner set explicitly), accepting peers, authenticating each one by its
+//! The helper's side of the socket: binding it safely (in a directory only root can write,
+//! no deleting what is not a stale socket or our own, mode and owner set explicitly without
+//! following symbolic links), accepting peers, authenticating each one by its
 //! kernel credentials and running the `Hello` handshake in a task of its own with a timeout,
 //! and handing out only connections that passed both. A refused or failed peer is logged and
 //! closed; it never stops the accept loop. This module must not interpret requests (the daemon
@@ -43,7 +44,9 @@ const ACCEPT_QUEUE: usize = 64;
 /// How the server binds and whom it lets in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// The socket path (its directory is created 0755 if missing).
+    /// The socket path. Its directory is created 0755 if missing; when serving as root it
+    /// must be a real directory (not a symbolic link) owned by root and writable by root only,
+    /// or [`Server::bind`] refuses with [`IpcError::UnsafeDirectory`].
     pub path: PathBuf,
     /// The group allowed besides root (`portcullis`); `None` lets only root in.
     pub group: Option<u32>,
@@ -103,7 +106,7 @@ impl Server {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| IpcError::NoRuntime)?;
         let path = config.path.clone();
         let mode = config.mode & 0o777;
-        sys::prepare_socket_path(&path)?;
+        let dir = sys::prepare_socket_path(&path)?;
 
         let bind_err = |source| IpcError::Bind {
             path: path.clone(),
@@ -128,16 +131,14 @@ impl Server {
             _ => bind_err(source),
         })?;
 
-        let socket_id = match sys::secure_socket(&path, mode, config.group) {
-            Ok(id) => id,
-            Err(e) => {
-                drop(listener);
-                if let Err(rm) = std::fs::remove_file(&path) {
-                    tracing::debug!(path = %path.display(), error = %rm, "could not remove the socket");
-                }
-                return Err(e);
-            }
-        };
+        // On a failure, whatever sits at the path is removed only if it is the socket we bound.
+        let socket_id = sys::bound_socket(&dir, &path)?;
+        if let Err(e) = sys::secure_socket(&dir, &path, socket_id, mode, config.group) {
+            drop(listener);
+            sys::remove_socket_if_ours(&path, socket_id);
+            return Err(e);
+        }
+        drop(dir);
 
         let shared = Arc::new(Shared {
             group: config.group,
@@ -281,7 +282,7 @@ async fn handshake(
     mut reader: FrameReader<SharedRead>,
     shared: &Shared,
 ) -> Result<Connection, Refusal> {
-    if let sys::Access::Allowed(why) = sys::authorize(peer, shared.group).await {
+    if let sys::Access::Allowed(why) = sys::authorize(&writer.stream, peer, shared.group).await {
         tracing::debug!(
             uid = peer.uid,
             gid = peer.gid,

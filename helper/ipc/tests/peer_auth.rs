@@ -1,10 +1,14 @@
 //! Peers of other users against a real server: refused outsiders (told why, and logged),
 //! accepted group members (effective or supplementary group), outsiders stopped by the socket
-//! mode before the server sees them, and a root-only server. The other users are played by
-//! this very binary, copied to a world-readable place and re-executed under `setpriv` with
-//! `PORTCULLIS_IPC_TEST_CHILD_SOCKET` set; it then acts as a client and prints the outcome.
-//! Runs as root (fails, never skips, without). Own `main` (no libtest) so the child mode needs
-//! no fake test; cases run one after another and a failure fails the binary.
+//! mode before the server sees them, and a root-only server; and a client refusing a server
+//! process that is not root. The other users are played by this very binary, copied to a
+//! world-readable place and re-executed under `setpriv` with `PORTCULLIS_IPC_TEST_CHILD_SOCKET`
+//! set (it then acts as a client and prints the outcome) or `PORTCULLIS_IPC_TEST_CHILD_LISTEN`
+//! (it then listens on a plain socket). Needs root: without it each case prints
+//! `SKIPPED (needs root): <case>`, and under CI (`CI=true`/`1`) the binary fails instead.
+//! Own `main` (no libtest) so the child modes need no fake test; it reads libtest's options
+//! (see `common::args`) and prints libtest's summary line; cases run one after another and a
+//! failure fails the binary.
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,89 +18,157 @@
 )]
 
 #[path = "common/mod.rs"]
-#[expect(dead_code, reason = "shared with the `ipc` tests, which use all of it")]
+#[expect(
+    dead_code,
+    unused_macros,
+    unused_imports,
+    reason = "shared with the `ipc` tests, which use all of it"
+)]
 mod common;
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_ipc::{Client, ClientConfig, IpcError, PeerInfo, ServerConfig};
 use portcullis_protocol::Request;
 
-use common::{Behaviour, FakeDaemon, GROUP};
+use common::{Behaviour, FakeDaemon, GROUP, args};
 
 const CHILD_ENV: &str = "PORTCULLIS_IPC_TEST_CHILD_SOCKET";
+const LISTEN_ENV: &str = "PORTCULLIS_IPC_TEST_CHILD_LISTEN";
 const OTHER_UID: u32 = 4243;
 const OTHER_GID: u32 = 4244;
+
+type Case = (&'static str, fn(&Lab));
+
+const CASES: [Case; 7] = [
+    (
+        "an_outsider_is_refused_told_why_and_logged",
+        an_outsider_is_refused_told_why_and_logged,
+    ),
+    (
+        "a_member_by_effective_group_is_accepted",
+        a_member_by_effective_group_is_accepted,
+    ),
+    (
+        "a_member_by_supplementary_group_is_accepted",
+        a_member_by_supplementary_group_is_accepted,
+    ),
+    (
+        "the_socket_mode_stops_outsiders_before_the_server_sees_them",
+        the_socket_mode_stops_outsiders_before_the_server_sees_them,
+    ),
+    (
+        "a_root_only_server_refuses_group_members",
+        a_root_only_server_refuses_group_members,
+    ),
+    (
+        "many_refused_peers_do_not_stop_the_accept_loop",
+        many_refused_peers_do_not_stop_the_accept_loop,
+    ),
+    (
+        "the_client_refuses_a_server_process_not_running_as_root",
+        the_client_refuses_a_server_process_not_running_as_root,
+    ),
+];
 
 fn main() -> ExitCode {
     if let Some(socket) = std::env::var_os(CHILD_ENV) {
         return child(Path::new(&socket));
     }
-    common::require_root();
-    let logs = Logs::install();
-    let lab = Lab::new(logs);
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-
-    type Case = (&'static str, fn(&Lab));
-    let cases: [Case; 6] = [
-        (
-            "an_outsider_is_refused_told_why_and_logged",
-            an_outsider_is_refused_told_why_and_logged,
-        ),
-        (
-            "a_member_by_effective_group_is_accepted",
-            a_member_by_effective_group_is_accepted,
-        ),
-        (
-            "a_member_by_supplementary_group_is_accepted",
-            a_member_by_supplementary_group_is_accepted,
-        ),
-        (
-            "the_socket_mode_stops_outsiders_before_the_server_sees_them",
-            the_socket_mode_stops_outsiders_before_the_server_sees_them,
-        ),
-        (
-            "a_root_only_server_refuses_group_members",
-            a_root_only_server_refuses_group_members,
-        ),
-        (
-            "many_refused_peers_do_not_stop_the_accept_loop",
-            many_refused_peers_do_not_stop_the_accept_loop,
-        ),
-    ];
-    let selected: Vec<&Case> = cases
+    if let Some(socket) = std::env::var_os(LISTEN_ENV) {
+        return listening_child(Path::new(&socket));
+    }
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", args::USAGE);
+            return ExitCode::from(101);
+        }
+    };
+    if args.help {
+        println!("{}", args::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let selected: Vec<&Case> = CASES
         .iter()
-        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .filter(|(name, _)| args.selects(name))
         .collect();
+    let filtered_out = CASES.len() - selected.len();
+    if args.list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    let started = Instant::now();
     println!("\nrunning {} tests", selected.len());
+    // Every case plays other users and owns sockets by root. Without root each case is
+    // skipped (a SKIPPED line on stderr) or, under CI, fails the binary.
+    let lab = nix::unistd::geteuid()
+        .is_root()
+        .then(|| Lab::new(Logs::install()));
     let mut failed = Vec::new();
     for (name, case) in &selected {
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| case(&lab)));
-        println!(
-            "test {name} ... {}",
-            if outcome.is_ok() { "ok" } else { "FAILED" }
-        );
-        if outcome.is_err() {
+        let ok = match &lab {
+            Some(lab) => std::panic::catch_unwind(AssertUnwindSafe(|| case(lab))).is_ok(),
+            None => {
+                // Panics under CI; otherwise prints the SKIPPED line.
+                let _root = common::root_or_skip(name);
+                true
+            }
+        };
+        if args.quiet {
+            print!("{}", if ok { "." } else { "F" });
+        } else {
+            println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        }
+        if !ok {
             failed.push(*name);
         }
     }
+    if args.quiet {
+        println!();
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+    }
     let passed = selected.len() - failed.len();
+    println!(
+        "\n{}\n",
+        args::summary(passed, failed.len(), filtered_out, started.elapsed())
+    );
     if failed.is_empty() {
-        println!("\ntest result: ok. {passed} passed; 0 failed\n");
         ExitCode::SUCCESS
     } else {
-        println!(
-            "\nfailures: {failed:?}\ntest result: FAILED. {passed} passed; {} failed\n",
-            failed.len()
-        );
         ExitCode::FAILURE
     }
+}
+
+/// The other child: a server that is not root. It binds `socket` (plain Unix socket, no
+/// handshake), says `LISTENING`, and keeps the socket until its stdin closes.
+fn listening_child(socket: &Path) -> ExitCode {
+    let listener = match std::os::unix::net::UnixListener::bind(socket) {
+        Ok(listener) => listener,
+        Err(e) => {
+            println!("ERR bind: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("LISTENING");
+    let mut rest = Vec::new();
+    let _ignored = std::io::stdin().read_to_end(&mut rest);
+    drop(listener);
+    ExitCode::SUCCESS
 }
 
 /// The child: connect as whoever we were started as, make one call, print the outcome.
@@ -203,6 +275,64 @@ impl Lab {
         );
         stdout
     }
+}
+
+fn the_client_refuses_a_server_process_not_running_as_root(lab: &Lab) {
+    block_on(async {
+        use tokio::io::AsyncBufReadExt as _;
+
+        // A directory the other user may bind in, and its server: a plain socket, no helper.
+        let dir = common::open_dir();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::os::unix::fs::chown(&run, Some(OTHER_UID), Some(OTHER_GID)).unwrap();
+        let path = run.join("fake.sock");
+        let mut server = tokio::process::Command::new("setpriv")
+            .args(ids(OTHER_GID, None))
+            .arg("--")
+            .arg(&lab.exe)
+            .env(LISTEN_ENV, &path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("could not run setpriv (util-linux)");
+        let stdout = server.stdout.take().unwrap();
+        let first = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::BufReader::new(stdout).lines().next_line(),
+        )
+        .await
+        .expect("the fake server did not start in time")
+        .unwrap();
+        assert_eq!(first.as_deref(), Some("LISTENING"));
+
+        // The file passes the owner check (root took it over), so only the check of the
+        // process behind it can tell: that process runs as OTHER_UID.
+        std::os::unix::fs::lchown(&path, Some(0), Some(0)).unwrap();
+        let err = Client::connect(common::client_config(&path))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IpcError::UntrustedServer { uid: OTHER_UID, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing to talk to {}: the process serving it runs as uid {OTHER_UID}, not \
+                 root; it may not be portcullisd",
+                path.display()
+            )
+        );
+
+        drop(server.stdin.take());
+        let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
+            .await
+            .expect("the fake server did not stop")
+            .unwrap();
+        assert!(status.success(), "fake server: {status}");
+    });
 }
 
 fn ids(regid: u32, groups: Option<u32>) -> Vec<String> {

@@ -1,8 +1,12 @@
-//! Shared by the integration tests: the root check, throwaway socket directories, and a fake
-//! daemon that serves `portcullis-ipc` connections the way `portcullisd` will (reader and
+//! Shared by the integration tests: the root check (skip, or fail under CI), throwaway socket
+//! directories, the command-line parsing of the custom `peer_auth` harness ([`args`]), and a
+//! fake daemon that serves `portcullis-ipc` connections the way `portcullisd` will (reader and
 //! writer halves, error frames on bad input) with canned answers. It must not reach into the
 //! crate's internals: it uses the public API only.
 
+pub mod args;
+
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,15 +23,54 @@ use portcullis_protocol::{
 /// The group the tests allow besides root; it need not exist in /etc/group.
 pub const GROUP: u32 = 4242;
 
-/// Fails (never skips) when not root: the socket is chowned to root and other users are
-/// played with setpriv.
-pub fn require_root() {
+/// Whether a test that needs root may go on (the socket is chowned to root and other users
+/// are played with setpriv). As root: `true`. Otherwise, under CI (`CI=true` or `CI=1`), it
+/// panics, since CI runs as root and a missing privilege there is a failure; elsewhere it
+/// prints `SKIPPED (needs root): <test>` to stderr and returns `false` so the test returns.
+/// Tests use [`require_root!`], which names the test and returns for it.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
     assert!(
-        nix::unistd::geteuid().is_root(),
-        "the portcullis-ipc integration tests need root (CI runs them as root): \
-         run `sudo cargo test -p portcullis-ipc`"
+        !in_ci(),
+        "test {test} needs root and CI is set (CI runs the tests as root), so this is a \
+         failure, not a skip: run `sudo cargo test -p portcullis-ipc`"
     );
+    // Straight to stderr, not `eprintln!`: libtest captures that and would hide the skip of
+    // a passing test.
+    let _ignored = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
+    false
 }
+
+/// Whether the environment says this is CI (`CI=true`, any case, or `CI=1`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// A test's name as libtest shows it (`socket_file::some_test`), from the type name of a
+/// function item declared inside it (`ipc::socket_file::some_test::{{closure}}::here`).
+pub fn test_name(inner: &str) -> String {
+    let path = inner.strip_suffix("::here").unwrap_or(inner);
+    let path = path.replace("::{{closure}}", "");
+    match path.split_once("::") {
+        Some((_crate, rest)) => rest.to_owned(),
+        None => path,
+    }
+}
+
+/// Returns from the calling test unless it runs as root; see [`root_or_skip`].
+macro_rules! require_root {
+    () => {
+        if !$crate::common::root_or_skip(&$crate::common::test_name({
+            fn here() {}
+            ::std::any::type_name_of_val(&here)
+        })) {
+            return;
+        }
+    };
+}
+pub(crate) use require_root;
 
 /// A temporary directory that other users may traverse (0755).
 pub fn open_dir() -> tempfile::TempDir {

@@ -56,7 +56,7 @@ fn bad_inputs() -> Vec<(&'static str, Vec<u8>, ErrorCode)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_in_the_handshake_get_an_error_frame_and_a_close() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
@@ -91,7 +91,7 @@ async fn bad_frames_in_the_handshake_get_an_error_frame_and_a_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_after_the_handshake_close_only_that_connection() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let _daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
@@ -114,7 +114,7 @@ async fn bad_frames_after_the_handshake_close_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_never_take_the_server_down() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let _daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
@@ -154,7 +154,7 @@ async fn random_bytes_never_take_the_server_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_in_the_middle_of_a_frame_leaves_the_server_up() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let _daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
@@ -180,7 +180,7 @@ async fn a_client_leaving_in_the_middle_of_a_frame_leaves_the_server_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_stalls_nobody_and_is_closed_after_the_handshake_timeout() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let _daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());

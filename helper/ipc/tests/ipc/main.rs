@@ -1,5 +1,7 @@
 //! Integration tests of the IPC socket, server and client against each other, in-process and
-//! as root (they fail, never skip, without root). Peers of other users are in `peer_auth.rs`.
+//! as root: without root each test prints `SKIPPED (needs root): <test>` and returns, and
+//! under CI (`CI=true`/`1`) it fails instead. Peers of other users are in `peer_auth.rs`, whose
+//! command-line parsing is tested here (`harness_args`).
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod harness_args;
 mod hostile;
 mod raw;
 mod reconnect;

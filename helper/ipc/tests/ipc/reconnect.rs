@@ -27,7 +27,7 @@ async fn within<F: std::future::Future>(future: F) -> F::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_survive_a_restart_and_only_idempotent_ones_are_resent() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let config = common::server_config(&path);
@@ -107,7 +107,7 @@ async fn calls_survive_a_restart_and_only_idempotent_ones_are_resent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_is_renewed_after_a_restart() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let config = common::server_config(&path);
@@ -189,7 +189,7 @@ async fn a_subscription_is_renewed_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helper_that_stays_down_is_reported_after_a_bounded_wait() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());

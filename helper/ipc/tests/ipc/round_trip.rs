@@ -14,7 +14,7 @@ use crate::raw;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_answered_and_the_peer_is_known_by_its_kernel_credentials() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let daemon = FakeDaemon::start(
@@ -51,7 +51,7 @@ async fn status_is_answered_and_the_peer_is_known_by_its_kernel_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arrive_after_subscribe_also_between_responses() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let daemon = FakeDaemon::start(
@@ -100,7 +100,7 @@ async fn events_arrive_after_subscribe_also_between_responses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_reply_becomes_a_helper_error_and_the_connection_stays_usable() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let _daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
@@ -120,7 +120,7 @@ async fn an_error_reply_becomes_a_helper_error_and_the_connection_stays_usable()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_refuses_a_client_of_another_protocol_version() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
@@ -165,7 +165,7 @@ async fn scripted_server(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_reports_a_version_mismatch_and_a_refusal_by_the_helper() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let server = scripted_server(
@@ -212,7 +212,7 @@ async fn the_client_reports_a_version_mismatch_and_a_refusal_by_the_helper() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_clients_each_get_their_own_answers() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let daemon = FakeDaemon::start(
@@ -262,7 +262,7 @@ async fn a_hundred_concurrent_clients_each_get_their_own_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_frames_pass_and_an_oversized_request_is_refused_before_sending() {
-    common::require_root();
+    common::require_root!();
     let dir = common::open_dir();
     let path = common::socket_path(dir.path());
     let _daemon = FakeDaemon::start(common::server_config(&path), Behaviour::default());
