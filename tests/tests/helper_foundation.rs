@@ -52,7 +52,7 @@ fn status_answers_as_json() {
     assert_eq!(status["protocol_version"], 1);
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["pid"], helper.pid().unwrap());
-    assert_eq!(status["enforcement"]["state"], "off");
+    assert_eq!(status["enforcement"]["state"], "enforcing");
     assert_eq!(
         status["apps"], 2,
         "the kernel and system DNS profiles exist from the start"

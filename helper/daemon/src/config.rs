@@ -16,6 +16,32 @@ pub struct Config {
     /// IPC settings.
     #[serde(default)]
     pub ipc: IpcConfig,
+    /// Packet interception.
+    #[serde(default)]
+    pub intercept: InterceptSection,
+}
+
+/// The `[intercept]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterceptSection {
+    /// Whether the helper intercepts and decides connections (default true). Without it the
+    /// helper only stores and serves policy; `status` says so.
+    pub enabled: bool,
+    /// The NFQUEUE number (default 4200).
+    pub queue_num: u16,
+    /// The mark bits Portcullis owns (default 0x9000_0000); at least two bits.
+    pub mark_mask: u32,
+}
+
+impl Default for InterceptSection {
+    fn default() -> Self {
+        InterceptSection {
+            enabled: true,
+            queue_num: 4200,
+            mark_mask: 0x9000_0000,
+        }
+    }
 }
 
 /// The `[ipc]` table.
@@ -88,6 +114,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.state_dir.as_deref(), Some(Path::new("/tmp/s")));
         assert_eq!(c.ipc.group.as_deref(), Some("wheel"));
+    }
+
+    #[test]
+    fn interception_is_on_by_default_and_can_be_tuned() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert!(c.intercept.enabled);
+        let c = Config::parse(
+            "[intercept]\nenabled = false\nqueue_num = 7\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!((c.intercept.enabled, c.intercept.queue_num), (false, 7));
+        assert_eq!(c.intercept.mark_mask, 0x9000_0000);
     }
 
     #[test]

@@ -3,12 +3,8 @@
 //! `portcullis-policy`, storage in `store`, request handling in `service`, sockets in
 //! `portcullis-ipc`. `portcullisd recover` undoes what a crashed run left behind.
 
-#![expect(
-    dead_code,
-    reason = "TEMPORARY: the verdict path that reads the live policy lands with enforcement"
-)]
-
 mod config;
+mod enforce;
 mod live;
 mod paths;
 mod recover;
@@ -68,6 +64,8 @@ pub struct Resolved {
     pub paths: Paths,
     /// Group allowed on the socket besides root, by name as configured.
     pub group: String,
+    /// Packet interception.
+    pub intercept: config::InterceptSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -95,6 +93,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
             .ipc
             .group
             .unwrap_or_else(|| paths::DEFAULT_GROUP.to_string()),
+        intercept: config.intercept,
     })
 }
 
@@ -126,7 +125,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(p) => resolve(p).and_then(|r| serve::run(&r)),
         Command::Recover(p) => resolve(p)
-            .and_then(|r| recover::recover(&r.paths, None))
+            .and_then(|r| recover::recover(&r, None))
             .map(|done| {
                 for line in done {
                     println!("{line}");

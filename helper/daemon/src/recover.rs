@@ -8,20 +8,28 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::paths::Paths;
+use crate::Resolved;
 use crate::state_lock::StateLock;
 
 /// Removes what a dead helper left; returns one line per thing undone (empty: nothing to do).
 /// A live helper's files are left alone. The caller that is about to run a helper passes
 /// the state lock it holds; `portcullisd recover` passes `None` and takes the lock itself,
 /// so it never undoes the changes of a helper that runs.
-pub fn recover(paths: &Paths, held: Option<&StateLock>) -> anyhow::Result<Vec<String>> {
+pub fn recover(resolved: &Resolved, held: Option<&StateLock>) -> anyhow::Result<Vec<String>> {
+    let paths = &resolved.paths;
     let _lock = match held {
         Some(_) => None,
         None if paths.state_dir.is_dir() => Some(StateLock::acquire(&paths.state_dir)?),
         None => None,
     };
     let mut done = Vec::new();
+    if resolved.intercept.enabled {
+        let removed = portcullis_intercept::recover()
+            .context("cannot remove the firewall rules a crashed run left")?;
+        for item in &removed.items {
+            done.push(format!("removed firewall {item}"));
+        }
+    }
     if remove_stale_socket(&paths.socket)? {
         done.push(format!("removed stale socket {}", paths.socket.display()));
     }
@@ -82,10 +90,18 @@ fn probe(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn paths(dir: &Path) -> Paths {
-        Paths {
-            state_dir: dir.join("state"),
-            socket: dir.join("helper.sock"),
+    /// Files in `dir`; interception off, so the unit tests never touch netfilter.
+    fn paths(dir: &Path) -> Resolved {
+        Resolved {
+            paths: crate::paths::Paths {
+                state_dir: dir.join("state"),
+                socket: dir.join("helper.sock"),
+            },
+            group: "portcullis".into(),
+            intercept: crate::config::InterceptSection {
+                enabled: false,
+                ..crate::config::InterceptSection::default()
+            },
         }
     }
 
@@ -93,10 +109,10 @@ mod tests {
     fn a_stale_socket_is_removed_and_a_second_run_has_nothing_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        drop(std::os::unix::net::UnixListener::bind(&p.socket).unwrap());
-        assert!(p.socket.exists(), "binding left the socket file");
+        drop(std::os::unix::net::UnixListener::bind(&p.paths.socket).unwrap());
+        assert!(p.paths.socket.exists(), "binding left the socket file");
         assert_eq!(recover(&p, None).unwrap().len(), 1);
-        assert!(!p.socket.exists());
+        assert!(!p.paths.socket.exists());
         assert!(recover(&p, None).unwrap().is_empty());
     }
 
@@ -104,23 +120,23 @@ mod tests {
     fn a_live_socket_and_a_regular_file_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        let _live = std::os::unix::net::UnixListener::bind(&p.socket).unwrap();
+        let _live = std::os::unix::net::UnixListener::bind(&p.paths.socket).unwrap();
         assert!(
             recover(&p, None)
                 .unwrap_err()
                 .to_string()
                 .contains("still listening")
         );
-        assert!(p.socket.exists());
+        assert!(p.paths.socket.exists());
         drop(_live);
-        std::fs::remove_file(&p.socket).unwrap();
-        std::fs::write(&p.socket, b"data").unwrap();
+        std::fs::remove_file(&p.paths.socket).unwrap();
+        std::fs::write(&p.paths.socket, b"data").unwrap();
         assert!(
             recover(&p, None)
                 .unwrap_err()
                 .to_string()
                 .contains("not a socket")
         );
-        assert_eq!(std::fs::read(&p.socket).unwrap(), b"data");
+        assert_eq!(std::fs::read(&p.paths.socket).unwrap(), b"data");
     }
 }

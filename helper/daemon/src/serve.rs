@@ -4,18 +4,22 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_intercept::InterceptConfig;
 use portcullis_ipc::{Connection, FrameError, IpcError, Server, ServerConfig};
+use portcullis_policy::resolve;
 use portcullis_protocol::{
-    ClientFrame, EnforcementState, ErrorCode, ErrorFrame, Event, Reply, Request, Response,
-    ServerFrame,
+    AppKind, ClientFrame, EnforcementState, ErrorCode, ErrorFrame, Event, Reply, Request, Response,
+    ServerFrame, SettingKey, SettingValue,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::enforce::{self, Enforcer, NewApp};
+use crate::live::SharedPolicy;
 use crate::service::Service;
 use crate::state_lock::StateLock;
 use crate::store::Store;
@@ -23,6 +27,8 @@ use crate::{Resolved, ensure_state_dir, now_ms};
 
 /// Events buffered per subscriber before it is told it lagged.
 const EVENT_BUFFER: usize = 1024;
+/// New apps waiting for a profile before the verdict thread stops handing more over.
+const NEW_APPS: usize = 1024;
 /// Frames queued for one client before its reader waits.
 const OUTBOX: usize = 256;
 /// Longest wait for a client to take one frame before it is disconnected.
@@ -73,21 +79,55 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
     ensure_state_dir(paths)?;
-    let lock = StateLock::acquire(&paths.state_dir)?;
-    for line in crate::recover::recover(paths, Some(&lock))? {
+    let state_lock = StateLock::acquire(&paths.state_dir)?;
+    for line in crate::recover::recover(resolved, Some(&state_lock))? {
         tracing::info!("{line} (left by an earlier run)");
     }
     let store = Store::open(&paths.settings_db())?;
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let enforcement = EnforcementState::Off {
-        reason: "packet interception is not part of this build yet".to_string(),
+    let off = EnforcementState::Off {
+        reason: "interception is disabled in the configuration ([intercept] enabled = false)"
+            .to_string(),
     };
     let service: Shared = Arc::new(Mutex::new(Service::start(
         store,
         events.clone(),
-        enforcement,
+        off,
         now_ms(),
     )?));
+
+    let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
+    let enforcer: SharedEnforcer = Arc::new(Mutex::new(None));
+    if resolved.intercept.enabled {
+        let (policy, log) = {
+            let svc = lock(&service);
+            (svc.policy(), svc.connections())
+        };
+        let config = InterceptConfig {
+            queue_num: resolved.intercept.queue_num,
+            mark_mask: resolved.intercept.mark_mask,
+            fail_open: fail_open_setting(&policy),
+            exclude_cgroup: None,
+        };
+        let shared = enforce::Shared {
+            policy,
+            log,
+            events: events.clone(),
+            new_apps,
+        };
+        let started = tokio::task::spawn_blocking(move || Enforcer::start(config, shared))
+            .await
+            .context("the enforcement start-up failed")??;
+        *enforcer.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
+        lock(&service).set_enforcement(EnforcementState::Enforcing);
+        tracing::info!("enforcing");
+    }
+    let make_profiles = tokio::spawn(make_new_profiles(service.clone(), new_apps_rx));
+    let follow_policy = tokio::spawn(follow_policy_changes(
+        enforcer.clone(),
+        service.clone(),
+        events.subscribe(),
+    ));
 
     let group = resolve_group(&resolved.group);
     let server = Server::bind(ServerConfig {
@@ -129,6 +169,16 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         }
     };
     expiry.abort();
+    make_profiles.abort();
+    follow_policy.abort();
+    // Rules first, then the socket: traffic is never left queued to a helper that is gone.
+    let stopping = enforcer
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(mut e) = stopping {
+        let _ = tokio::task::spawn_blocking(move || e.stop()).await;
+    }
     drop(server);
     tracing::info!("portcullisd stopped");
     result
@@ -179,6 +229,60 @@ async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Eve
                 }
             }
         }
+    }
+}
+
+/// The enforcer, shared with the task that follows policy changes.
+type SharedEnforcer = Arc<Mutex<Option<Enforcer>>>;
+
+/// The global `fail_open` setting in force.
+fn fail_open_setting(policy: &Arc<SharedPolicy>) -> bool {
+    let global = policy.load();
+    matches!(
+        resolve(SettingKey::FailOpen, None, &global.global.overrides).value,
+        SettingValue::Bool(true)
+    )
+}
+
+/// Makes profiles for apps the verdict thread met for the first time.
+async fn make_new_profiles(service: Shared, mut apps: mpsc::Receiver<NewApp>) {
+    while let Some(app) = apps.recv().await {
+        let svc = service.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            lock(&svc).app_seen(&app.key, AppKind::Executable, &app.name, now_ms());
+        })
+        .await;
+    }
+}
+
+/// After a rule or setting change, makes live connections be decided again, and reinstalls
+/// the firewall rules when `fail_open` changed.
+async fn follow_policy_changes(
+    enforcer: SharedEnforcer,
+    service: Shared,
+    mut events: broadcast::Receiver<Event>,
+) {
+    loop {
+        let fail_open_changed = match events.recv().await {
+            Ok(Event::RulesChanged { .. }) => false,
+            Ok(Event::SettingChanged { key, app }) => key == SettingKey::FailOpen && app.is_none(),
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(_)) => true,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let (enforcer, service) = (enforcer.clone(), service.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut guard = enforcer.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(e) = guard.as_mut() else { return };
+            if fail_open_changed {
+                let policy = lock(&service).policy();
+                if let Err(err) = e.set_fail_open(fail_open_setting(&policy)) {
+                    tracing::error!(error = %err, "cannot apply fail_open");
+                }
+            }
+            e.redecide_live();
+        })
+        .await;
     }
 }
 

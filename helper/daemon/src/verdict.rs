@@ -5,10 +5,11 @@
 
 use std::net::IpAddr;
 
+use portcullis_policy::scope::connection_scope;
 use portcullis_policy::{Facts, ProfileRules, decide, resolve};
 use portcullis_protocol::{
-    Action, DecidedBy, Direction, Explanation, ProfileLabel, Protocol, SettingKey, SettingValue,
-    Verdict,
+    Action, DecidedBy, Direction, Explanation, ProfileLabel, Protocol, Scope, SettingKey,
+    SettingValue, Verdict,
 };
 
 use crate::store::Snapshot;
@@ -30,10 +31,14 @@ pub struct Observed<'a> {
     pub app: &'a str,
 }
 
-/// Decides `seen` with `snapshot`. `can_ask` says whether someone could answer a prompt
-/// now; when nobody can, `ask` becomes the `prompt_fallback` verdict at once, and the
-/// explanation says so.
-pub fn decide_observed(snapshot: &Snapshot, seen: &Observed<'_>, can_ask: bool) -> Explanation {
+/// Decides `seen` with `snapshot`, and gives its scope. `can_ask` says whether someone could
+/// answer a prompt now; when nobody can, `ask` becomes the `prompt_fallback` verdict at once,
+/// and the explanation says so.
+pub fn decide_observed(
+    snapshot: &Snapshot,
+    seen: &Observed<'_>,
+    can_ask: bool,
+) -> (Explanation, Scope) {
     let facts = Facts {
         direction: seen.direction,
         protocol: seen.protocol,
@@ -56,9 +61,10 @@ pub fn decide_observed(snapshot: &Snapshot, seen: &Observed<'_>, can_ask: bool) 
         settings: &snapshot.global.overrides,
         rules: &snapshot.global.compiled,
     };
+    let scope = connection_scope(&facts);
     let decided = decide(app_rules.as_ref(), &global, &facts);
     if decided.verdict != Verdict::Ask || can_ask {
-        return decided;
+        return (decided, scope);
     }
     let fallback = resolve(
         SettingKey::PromptFallback,
@@ -69,7 +75,7 @@ pub fn decide_observed(snapshot: &Snapshot, seen: &Observed<'_>, can_ask: bool) 
         SettingValue::Action(Action::Allow) => Verdict::Allow,
         _ => Verdict::Block,
     };
-    Explanation {
+    let fallback = Explanation {
         verdict,
         summary: format!(
             "{}; nobody is connected to answer, so prompt_fallback={} ({}) decided",
@@ -80,7 +86,8 @@ pub fn decide_observed(snapshot: &Snapshot, seen: &Observed<'_>, can_ask: bool) 
             value: fallback.value,
             source: fallback.source,
         },
-    }
+    };
+    (fallback, scope)
 }
 
 #[cfg(test)]
@@ -126,9 +133,9 @@ mod tests {
             )
             .unwrap();
         });
-        let e = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, APP), false);
+        let (e, _) = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, APP), false);
         assert_eq!(e.verdict, Verdict::Block);
-        let e = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, "/usr/bin/other"), false);
+        let (e, _) = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, "/usr/bin/other"), false);
         assert_eq!(e.verdict, Verdict::Allow);
     }
 
@@ -139,7 +146,7 @@ mod tests {
             s.set_setting(&RuleOwner::Global, SettingKey::DefaultAction, Some(&ask))
                 .unwrap();
         });
-        let e = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), false);
+        let (e, _) = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), false);
         assert_eq!(e.verdict, Verdict::Block);
         assert!(matches!(
             e.decided_by,
@@ -150,7 +157,7 @@ mod tests {
             }
         ));
         assert!(e.summary.contains("nobody is connected"), "{}", e.summary);
-        let e = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), true);
+        let (e, _) = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), true);
         assert_eq!(e.verdict, Verdict::Ask);
     }
 }

@@ -7,13 +7,16 @@
 //! retry, fork or linger beyond `--hold-ms`.
 //!
 //! ```text
-//! lab-app connect tcp HOST PORT [--send TEXT] [--timeout-ms N] [--hold-ms N]
+//! lab-app connect tcp HOST PORT [--send TEXT] [--timeout-ms N] [--hold-ms N] [--echo-every-ms N] [--ready]
 //! lab-app connect udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (connect() + send())
 //! lab-app send    udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (unconnected sendto())
 //! lab-app resolve NAME
 //! ```
 //! HOST is an IP literal or a name resolved by the system resolver. UDP sends `lab-app` unless
-//! `--send` says otherwise and waits for the echo unless `--no-reply`.
+//! `--send` says otherwise and waits for the echo unless `--no-reply`. With `--ready`, a line
+//! `ready STEP peer=ADDR local=ADDR pid=PID` comes first, as soon as the socket has its local
+//! address (TCP: connected; UDP: first datagram sent), so a test can look at the socket while
+//! `--hold-ms` keeps it open.
 
 #[path = "../app_codes.rs"]
 mod app_codes;
@@ -24,14 +27,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE_TEXT: &str = "usage: lab-app connect tcp|udp HOST PORT [--send TEXT] [--timeout-ms N] \
-[--hold-ms N] [--no-reply]\n       lab-app send udp HOST PORT [...]\n       lab-app resolve NAME";
+[--hold-ms N] [--no-reply] [--ready]\n       lab-app send udp HOST PORT [...]\n       lab-app resolve NAME";
 
 /// Options after the positional arguments.
 struct Opts {
     send: Option<String>,
     timeout: Duration,
     hold: Duration,
+    /// With `--echo-every-ms`: during the hold, echo a small message this often, so a
+    /// connection cut while open is noticed (and reported with its error).
+    every: Option<Duration>,
     reply: bool,
+    ready: bool,
 }
 
 /// A failure with the exit code it maps to.
@@ -100,7 +107,9 @@ fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
         send: None,
         timeout: Duration::from_secs(3),
         hold: Duration::ZERO,
+        every: None,
         reply: true,
+        ready: false,
     };
     loop {
         match rest {
@@ -117,8 +126,17 @@ fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
                 opts.hold = Duration::from_millis(ms.parse().map_err(|_| usage("bad ms"))?);
                 rest = tail;
             }
+            ["--echo-every-ms", ms, tail @ ..] => {
+                let ms: u64 = ms.parse().map_err(|_| usage("bad ms"))?;
+                opts.every = Some(Duration::from_millis(ms.max(1)));
+                rest = tail;
+            }
             ["--no-reply", tail @ ..] => {
                 opts.reply = false;
+                rest = tail;
+            }
+            ["--ready", tail @ ..] => {
+                opts.ready = true;
                 rest = tail;
             }
             _ => return Err(usage("unknown option")),
@@ -166,11 +184,25 @@ fn fail(step: &str, peer: SocketAddr, e: &io::Error, reading: bool) -> Failure {
     }
 }
 
+/// With `--ready`: the `ready …` line, flushed at once (stdout may be a file).
+fn announce(opts: &Opts, step: &str, peer: SocketAddr, local: SocketAddr) {
+    if opts.ready {
+        let mut out = io::stdout().lock();
+        let _ignored = writeln!(
+            out,
+            "ready {step} peer={peer} local={local} pid={}",
+            std::process::id()
+        )
+        .and_then(|()| out.flush());
+    }
+}
+
 fn tcp(peer: SocketAddr, opts: &Opts) -> Result<String, Failure> {
     let step = "connect tcp";
     let mut s =
         TcpStream::connect_timeout(&peer, opts.timeout).map_err(|e| fail(step, peer, &e, false))?;
     let local = s.local_addr().map_err(|e| fail(step, peer, &e, false))?;
+    announce(opts, step, peer, local);
     let mut line = format!("{step} peer={peer} local={local}");
     if let Some(text) = &opts.send {
         s.set_read_timeout(Some(opts.timeout))
@@ -190,7 +222,34 @@ fn tcp(peer: SocketAddr, opts: &Opts) -> Result<String, Failure> {
         })?;
         line.push_str(&format!(" reply={:?}", String::from_utf8_lossy(&got)));
     }
-    std::thread::sleep(opts.hold);
+    match opts.every {
+        None => std::thread::sleep(opts.hold),
+        Some(every) => {
+            let end = std::time::Instant::now() + opts.hold;
+            let mut echoes = 0_u32;
+            s.set_read_timeout(Some(opts.timeout))
+                .map_err(|e| fail(step, peer, &e, false))?;
+            while std::time::Instant::now() < end {
+                let mut got = [0_u8; 4];
+                let step = format!("echo tcp after={echoes}");
+                s.write_all(b"ping")
+                    .and_then(|()| s.read_exact(&mut got))
+                    .map_err(|e| {
+                        if e.kind() == ErrorKind::UnexpectedEof {
+                            Failure {
+                                code: app_codes::REFUSED,
+                                what: format!("{step} peer={peer} msg=eof"),
+                            }
+                        } else {
+                            fail(&step, peer, &e, true)
+                        }
+                    })?;
+                echoes += 1;
+                std::thread::sleep(every);
+            }
+            line.push_str(&format!(" echoes={echoes}"));
+        }
+    }
     Ok(line)
 }
 
@@ -213,6 +272,7 @@ fn udp(peer: SocketAddr, opts: &Opts, connected: bool) -> Result<String, Failure
             .map_err(|e| fail(step, peer, &e, false))?;
     }
     let local = sock.local_addr().map_err(|e| fail(step, peer, &e, false))?;
+    announce(opts, step, peer, local);
     let mut line = format!("{step} peer={peer} local={local}");
     if opts.reply {
         sock.set_read_timeout(Some(opts.timeout))

@@ -62,6 +62,26 @@ fn check_app_key(key: &str) -> Result<(), ErrorFrame> {
     if key == KERNEL_KEY || key == SYSTEM_DNS_KEY {
         return Ok(());
     }
+    // Sandboxed apps are named by their id, which survives updates: `flatpak:org.mozilla.firefox`,
+    // `snap:firefox`.
+    if let Some(id) = key
+        .strip_prefix("flatpak:")
+        .or_else(|| key.strip_prefix("snap:"))
+    {
+        let fine = !id.is_empty()
+            && id.len() <= 255
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        return if fine {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "invalid app `{}`: a Flatpak or Snap id has only letters, digits, `.`, `_` and `-`",
+                key.chars().take(200).collect::<String>().escape_debug()
+            )))
+        };
+    }
     let bad = |why: &str| {
         invalid(format!(
             "invalid app `{}`: {why}",

@@ -430,6 +430,7 @@ impl Store {
 
     /// Sets (`Some`) or clears (`None`) a setting of the profile `owner`, which must exist.
     /// Returns false when it does not.
+    #[cfg(test)]
     pub fn set_setting(
         &mut self,
         owner: &RuleOwner,
@@ -491,6 +492,7 @@ impl Store {
     /// Inserts a rule (already parsed and in canonical text) into `owner`'s list at the
     /// 1-based `position` (`None` or past the end: last). Returns its id, or `None` when the
     /// owner does not exist.
+    #[cfg(test)]
     pub fn add_rule(
         &mut self,
         owner: &RuleOwner,

@@ -1,0 +1,17 @@
+//! Linux: iptables rules ([`iptables`]), the NFQUEUE consumer ([`queue`]), conntrack entries
+//! ([`conntrack`]) and the plumbing they share ([`tools`]: finding and running the iptables
+//! and conntrack programs, pinned to one network namespace). Selected by `lib.rs` only; the
+//! public types and their documentation live there.
+//!
+//! Everything here acts on the network namespace of the calling thread (a test runs it on a
+//! thread that joined a lab namespace); [`InstalledRules`] pins that namespace at install, so
+//! removing the rules later from any thread acts on the same one.
+
+mod conntrack;
+mod iptables;
+mod queue;
+mod tools;
+
+pub(crate) use conntrack::forget_connections;
+pub(crate) use iptables::{InstalledRules, recover};
+pub(crate) use queue::{Pending, Queue, QueueStopper, queue_stats};

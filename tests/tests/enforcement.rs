@@ -1,0 +1,401 @@
+//! End-to-end tests of enforcement: the real `portcullisd` with real netfilter (iptables
+//! NFQUEUE) and real attribution, in lab namespaces, deciding the connections of distinct
+//! test executables ("apps"). Each test makes its own lab and tears it down, also on panic.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failure stops the test with its message"
+)]
+
+use std::time::{Duration, Instant};
+
+use portcullis_lab::app_codes::{OK, REFUSED, TIMEOUT};
+use portcullis_lab::{Helper, HelperOpts, Lab, require_root};
+use serde_json::Value;
+
+fn connect(lab: &Lab, app: &std::path::Path, host: &str, port: u16) -> portcullis_lab::CmdOutput {
+    lab.client().run_app(
+        app,
+        [
+            "connect",
+            "tcp",
+            host,
+            &port.to_string(),
+            "--timeout-ms",
+            "2000",
+        ],
+    )
+}
+
+fn code(out: &portcullis_lab::CmdOutput) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// The helper's recent connections of `app`.
+fn connections_of(helper: &Helper, app: &str) -> Vec<Value> {
+    let all = helper.ctl_json(["connections"]);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["app"] == app)
+        .cloned()
+        .collect()
+}
+
+/// `iptables-save` and `ip6tables-save` of the client namespace, without the lines that
+/// change from run to run (comments with times, packet counters).
+fn rule_set(lab: &Lab) -> String {
+    let mut out = String::new();
+    for tool in ["iptables-save", "ip6tables-save"] {
+        let o = lab.client().run(tool, Vec::<&str>::new());
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let line = match line.split_once(" [") {
+                Some((chain, _counters)) if line.starts_with(':') => chain.to_string(),
+                _ => line.to_string(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn two_apps_one_allowed_one_blocked_by_its_own_rule() {
+    require_root!();
+    let lab = Lab::new("two-apps");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let (a, b) = (lab.app("browser"), lab.app("updater"));
+    let server = lab.server().ipv4().to_string();
+    helper.ctl_json(["rules", "add", "--app", b.to_str().unwrap(), "-", &server]);
+
+    let ok = connect(&lab, &a, &server, 7);
+    assert_eq!(code(&ok), OK, "{ok}");
+    let started = Instant::now();
+    let refused = connect(&lab, &b, &server, 7);
+    assert_eq!(code(&refused), REFUSED, "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a block must fail fast"
+    );
+
+    let a_conns = connections_of(&helper, a.to_str().unwrap());
+    assert!(
+        !a_conns.is_empty(),
+        "the allowed connection was not recorded"
+    );
+    assert_eq!(a_conns[0]["explanation"]["verdict"], "allow");
+    assert_eq!(a_conns[0]["remote"], server.as_str());
+    let b_conns = connections_of(&helper, b.to_str().unwrap());
+    assert_eq!(b_conns[0]["explanation"]["verdict"], "block");
+    assert_eq!(
+        b_conns[0]["explanation"]["decided_by"]["text"],
+        format!("- {server}")
+    );
+    assert_eq!(b_conns[0]["scope"], "lan");
+
+    // Both apps got a profile on their first connection.
+    let apps = helper.ctl_json(["apps", "list"]).to_string();
+    assert!(
+        apps.contains(a.to_str().unwrap()) && apps.contains(b.to_str().unwrap()),
+        "{apps}"
+    );
+}
+
+#[test]
+fn port_scope_and_default_rules_decide_tcp_udp_and_ipv6() {
+    require_root!();
+    let lab = Lab::new("kinds");
+    let _e7 = lab.server().tcp_echo(7);
+    let _e8 = lab.server().tcp_echo(8);
+    let _u9 = lab.server().udp_echo(9);
+    lab.server().wait_for_port(8, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("tool");
+    let key = app.to_str().unwrap();
+    let (v4, v6) = (
+        lab.server().ipv4().to_string(),
+        lab.server().ipv6().to_string(),
+    );
+
+    // A port rule: tcp/8 blocked, tcp/7 not.
+    helper.ctl_json(["rules", "add", "--app", key, "-", "tcp/8"]);
+    assert_eq!(code(&connect(&lab, &app, &v4, 7)), OK);
+    assert_eq!(code(&connect(&lab, &app, &v6, 7)), OK, "IPv6 allowed too");
+    assert_eq!(code(&connect(&lab, &app, &v4, 8)), REFUSED);
+    assert_eq!(
+        code(&connect(&lab, &app, &v6, 8)),
+        REFUSED,
+        "the rule holds for IPv6"
+    );
+
+    // UDP: a connected socket to a blocked port learns it at once.
+    helper.ctl_json(["rules", "add", "--app", key, "-", "udp/9"]);
+    let udp = lab
+        .client()
+        .run_app(&app, ["connect", "udp", &v4, "9", "--timeout-ms", "2000"]);
+    assert_eq!(code(&udp), REFUSED, "{udp}");
+
+    // A scope setting: the whole LAN.
+    helper.ctl_json(["settings", "set", "--app", key, "block_scopes", "LAN"]);
+    let out = connect(&lab, &app, &v4, 7);
+    assert_eq!(code(&out), REFUSED, "{out}");
+    let last = connections_of(&helper, key).pop().unwrap();
+    assert_eq!(last["explanation"]["decided_by"]["key"], "block_scopes");
+
+    // The global default decides apps without rules of their own.
+    let other = lab.app("other");
+    helper.ctl_json(["settings", "set", "default_action", "block"]);
+    assert_eq!(code(&connect(&lab, &other, &v4, 7)), REFUSED);
+    let last = connections_of(&helper, other.to_str().unwrap())
+        .pop()
+        .unwrap();
+    assert_eq!(last["explanation"]["decided_by"]["key"], "default_action");
+}
+
+#[test]
+fn inbound_is_blocked_by_default_and_an_app_can_be_excepted() {
+    require_root!();
+    let lab = Lab::new("inbound");
+    // A listener in the client namespace, as its own "app".
+    let listener = lab.dir().join("apps-listener");
+    std::fs::create_dir_all(&listener).unwrap();
+    let listener = listener.join("service");
+    std::fs::copy(portcullis_lab::lab_bin("lab-echo"), &listener).unwrap();
+    let _svc = lab
+        .client()
+        .spawn(lab.client().cmd(&listener, ["tcp", "2222"]));
+    lab.client().wait_for_port(2222, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let peer = lab.app("peer");
+    let client_ip = lab.client().ipv4().to_string();
+    let from_outside = || {
+        lab.server().run_app(
+            &peer,
+            ["connect", "tcp", &client_ip, "2222", "--timeout-ms", "2000"],
+        )
+    };
+
+    let out = from_outside();
+    assert_eq!(
+        code(&out),
+        REFUSED,
+        "inbound must be refused by default: {out}"
+    );
+    let key = listener.to_str().unwrap();
+    let conns = connections_of(&helper, key);
+    let last = conns
+        .last()
+        .unwrap_or_else(|| panic!("inbound not attributed to the listener"));
+    assert_eq!(last["direction"], "inbound");
+    assert_eq!(last["explanation"]["decided_by"]["key"], "block_inbound");
+
+    helper.ctl_json(["settings", "set", "--app", key, "block_inbound", "false"]);
+    let out = from_outside();
+    assert_eq!(code(&out), OK, "the app's exception lets inbound in: {out}");
+}
+
+#[test]
+fn a_new_rule_cuts_a_connection_that_is_already_open() {
+    require_root!();
+    let lab = Lab::new("live");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("streamer");
+    let server = lab.server().ipv4().to_string();
+    let stream = lab.client().spawn(lab.client().cmd(
+        &app,
+        [
+            "connect",
+            "tcp",
+            &server,
+            "7",
+            "--ready",
+            "--hold-ms",
+            "8000",
+            "--echo-every-ms",
+            "50",
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stream.stdout().contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "stream never connected: {}",
+            stream.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        stream.is_running(),
+        "the stream ended early: {}",
+        stream.logs()
+    );
+
+    helper.ctl_json(["rules", "add", "--app", app.to_str().unwrap(), "-", &server]);
+    let status = stream
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "the open connection was not cut by the new rule: {}",
+                stream.logs()
+            )
+        });
+    assert_eq!(status.code(), Some(REFUSED), "{}", stream.logs());
+}
+
+#[test]
+fn sigkill_fail_open_then_recover_restores_the_rule_set_exactly() {
+    require_root!();
+    let lab = Lab::new("crash");
+    // Someone else's rules exist first (a wg-quick-style fwmark rule) and must survive.
+    lab.client().run(
+        "iptables",
+        [
+            "-A", "OUTPUT", "-m", "mark", "--mark", "0xca6c", "-j", "ACCEPT",
+        ],
+    );
+    lab.client().run(
+        "ip6tables",
+        [
+            "-A", "OUTPUT", "-m", "mark", "--mark", "0xca6c", "-j", "ACCEPT",
+        ],
+    );
+    let before = rule_set(&lab);
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let mut helper = lab.client().start_helper(HelperOpts::default());
+    assert_ne!(rule_set(&lab), before, "the helper installed nothing");
+    let app = lab.app("app");
+    let server = lab.server().ipv4().to_string();
+    assert_eq!(code(&connect(&lab, &app, &server, 7)), OK);
+
+    helper.kill();
+    // Fail-open (the default): with the helper dead, traffic still flows.
+    let out = connect(&lab, &app, &server, 7);
+    assert_eq!(code(&out), OK, "fail-open must let traffic pass: {out}");
+
+    let daemon = portcullis_lab::lab_bin("portcullisd");
+    let state = helper.state_dir().to_str().unwrap().to_string();
+    let socket = helper.socket().to_str().unwrap().to_string();
+    let recover = || {
+        lab.client().output(lab.client().cmd(
+            &daemon,
+            ["recover", "--state-dir", &state, "--socket", &socket],
+        ))
+    };
+    let first = recover();
+    assert!(first.success(), "{first}");
+    assert!(first.stdout.contains("removed firewall"), "{first}");
+    assert_eq!(
+        rule_set(&lab),
+        before,
+        "recover must restore the rule set byte for byte"
+    );
+    let second = recover();
+    assert!(second.success(), "{second}");
+    assert_eq!(second.stdout.trim(), "", "recover is idempotent: {second}");
+
+    // A restart installs exactly one copy again, and a clean stop removes it.
+    helper.restart();
+    let installed = rule_set(&lab);
+    assert_eq!(
+        installed.matches("-j PORTCULLIS-OUT").count(),
+        2,
+        "{installed}"
+    );
+    helper.stop();
+    assert_eq!(
+        rule_set(&lab),
+        before,
+        "a clean stop must restore the rule set"
+    );
+}
+
+#[test]
+fn fail_closed_stops_traffic_while_the_helper_is_down() {
+    require_root!();
+    let lab = Lab::new("closed");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let mut helper = lab.client().start_helper(HelperOpts::default());
+    helper.ctl_json(["settings", "set", "fail_open", "false"]);
+    let app = lab.app("app");
+    let server = lab.server().ipv4().to_string();
+    assert_eq!(
+        code(&connect(&lab, &app, &server, 7)),
+        OK,
+        "enforcing still allows"
+    );
+    // The rules are reinstalled without --queue-bypass once the setting is applied.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while {
+        let rules = rule_set(&lab);
+        rules.contains("--queue-bypass") || rules.matches("-j NFQUEUE").count() != 4
+    } {
+        assert!(
+            Instant::now() < deadline,
+            "fail_open=false never reached the rules"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    helper.kill();
+    let out = lab.client().run_app(
+        &app,
+        ["connect", "tcp", &server, "7", "--timeout-ms", "700"],
+    );
+    assert_eq!(
+        code(&out),
+        TIMEOUT,
+        "fail-closed must stop new connections: {out}"
+    );
+    helper.restart();
+    assert_eq!(
+        code(&connect(&lab, &app, &server, 7)),
+        OK,
+        "a restarted helper lets it through"
+    );
+}
+
+#[test]
+fn a_storm_of_short_lived_processes_is_attributed() {
+    require_root!();
+    let lab = Lab::new("storm");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("burst");
+    let server = lab.server().ipv4().to_string();
+    const PROCESSES: usize = 400;
+    let failures: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..PROCESSES / 4)
+                        .filter(|_| code(&connect(&lab, &app, &server, 7)) != OK)
+                        .count()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(failures, 0, "connections failed in the storm");
+    let all = helper.ctl_json(["connections"]);
+    let all = all.as_array().unwrap();
+    let ours = all
+        .iter()
+        .filter(|c| c["app"] == app.to_str().unwrap())
+        .count();
+    let kernel = all.iter().filter(|c| c["app"] == "system:kernel").count();
+    assert_eq!(
+        ours, PROCESSES,
+        "every short-lived process must be attributed ({kernel} went to system:kernel)"
+    );
+}
