@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use portcullis_ipc::{Client, ClientConfig, IpcError};
 use portcullis_protocol::{
-    ConnectionQuery, Direction, Event, Protocol, Request, Response, RuleLifetime, RuleOwner,
-    SettingKey, SettingValue,
+    ConnectionQuery, Direction, Event, PromptAnswer, PromptDuration, PromptTarget, Protocol,
+    Request, Response, RuleLifetime, RuleOwner, SettingKey, SettingValue,
 };
 
 /// Default socket of the helper.
@@ -53,6 +53,9 @@ enum Command {
     /// Print events (setting and rule changes, new apps, connections) as they happen, until
     /// interrupted.
     Events,
+    /// Connections waiting for an answer (default_action=ask), and answering them.
+    #[command(subcommand)]
+    Prompts(PromptsCmd),
     /// Recent connections with app, destination, verdict and reason.
     Connections {
         /// Then keep printing new ones as they are decided, until interrupted.
@@ -123,6 +126,40 @@ enum AppsCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum PromptsCmd {
+    /// The prompts waiting now.
+    List,
+    /// Stay connected as someone who answers prompts, printing them as they come (until
+    /// interrupted). While no client watches, `ask` falls back at once.
+    Watch,
+    /// Answer a prompt, e.g. `prompts answer 3 allow --for ip-port --minutes 10`.
+    Answer {
+        /// The prompt's id (see `prompts list`).
+        id: u64,
+        /// `allow` or `block`.
+        verdict: String,
+        /// What the rule is about: ip, ip-port, port, domain or subdomains.
+        #[arg(long = "for", value_name = "TARGET", default_value = "ip-port")]
+        target: String,
+        /// Only this connection; no rule (the default).
+        #[arg(long, group = "duration")]
+        once: bool,
+        /// A rule for this many minutes.
+        #[arg(long, value_name = "N", group = "duration")]
+        minutes: Option<u32>,
+        /// A rule until the asking process exits.
+        #[arg(long, group = "duration")]
+        until_quit: bool,
+        /// A rule until the helper restarts.
+        #[arg(long, group = "duration")]
+        until_restart: bool,
+        /// A rule kept until removed.
+        #[arg(long, group = "duration")]
+        always: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum RulesCmd {
     /// The rules of one list, in order.
     List {
@@ -138,8 +175,11 @@ enum RulesCmd {
         #[arg(long, value_name = "N")]
         position: Option<u32>,
         /// Remove the rule after this many minutes.
-        #[arg(long, value_name = "MINUTES", conflicts_with = "until_restart")]
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["until_restart", "seconds"])]
         minutes: Option<u32>,
+        /// Remove the rule after this many seconds.
+        #[arg(long, value_name = "SECONDS", conflicts_with = "until_restart")]
+        seconds: Option<u32>,
         /// Remove the rule when the helper restarts.
         #[arg(long)]
         until_restart: bool,
@@ -294,6 +334,9 @@ enum Show {
     Explanation,
     Connections,
     Events,
+    Prompts,
+    PromptsWatch,
+    Answered,
 }
 
 /// Turns the command line into the request to send, checking everything that can be checked
@@ -341,13 +384,17 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
             app,
             position,
             minutes,
+            seconds,
             until_restart,
             rule,
         }) => {
-            let lifetime = match (minutes, until_restart) {
-                (Some(0), _) => return Err(usage("--minutes must be at least 1".into())),
-                (Some(m), _) => RuleLifetime::Until {
-                    unix_ms: now_ms().saturating_add(u64::from(*m) * 60_000),
+            let secs = minutes
+                .map(|m| u64::from(m) * 60)
+                .or(seconds.map(u64::from));
+            let lifetime = match (secs, until_restart) {
+                (Some(0), _) => return Err(usage("a rule must live at least 1 second".into())),
+                (Some(s), _) => RuleLifetime::Until {
+                    unix_ms: now_ms().saturating_add(s * 1000),
                 },
                 (None, true) => RuleLifetime::UntilRestart,
                 (None, false) => RuleLifetime::Forever,
@@ -382,6 +429,54 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
         }
         Command::Connections { .. } => (Request::ListConnections, Show::Connections),
         Command::Events => (Request::Subscribe, Show::Events),
+        Command::Prompts(PromptsCmd::List) => (Request::ListPrompts, Show::Prompts),
+        Command::Prompts(PromptsCmd::Watch) => (Request::WatchPrompts, Show::PromptsWatch),
+        Command::Prompts(PromptsCmd::Answer {
+            id,
+            verdict,
+            target,
+            once: _,
+            minutes,
+            until_quit,
+            until_restart,
+            always,
+        }) => {
+            let allow = match verdict.as_str() {
+                "allow" => true,
+                "block" => false,
+                other => {
+                    return Err(usage(format!(
+                        "invalid answer `{other}`: expected allow or block"
+                    )));
+                }
+            };
+            let target = match target.as_str() {
+                "ip" => PromptTarget::Ip,
+                "ip-port" => PromptTarget::IpPort,
+                "port" => PromptTarget::Port,
+                "domain" => PromptTarget::Domain,
+                "subdomains" => PromptTarget::Subdomains,
+                other => {
+                    return Err(usage(format!(
+                        "invalid target `{other}`: expected ip, ip-port, port, domain or subdomains"
+                    )));
+                }
+            };
+            let duration = match (minutes, until_quit, until_restart, always) {
+                (Some(0), ..) => return Err(usage("--minutes must be at least 1".into())),
+                (Some(m), ..) => PromptDuration::Minutes { minutes: *m },
+                (None, true, _, _) => PromptDuration::UntilAppQuits,
+                (None, _, true, _) => PromptDuration::UntilRestart,
+                (None, _, _, true) => PromptDuration::Always,
+                _ => PromptDuration::Once,
+            };
+            let answer = PromptAnswer {
+                allow,
+                target,
+                duration,
+            };
+            (Request::AnswerPrompt { id: *id, answer }, Show::Answered)
+        }
     })
 }
 
@@ -411,6 +506,19 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     if let Event::Connection { connection } = client.next_event().await? {
                         output::connection(&connection, json);
                     }
+                }
+            }
+        }
+        Show::Prompts => output::prompts(&resp, json),
+        Show::Answered => output::answered(&resp, json),
+        Show::PromptsWatch => {
+            let now = call(&mut client, Request::ListPrompts).await?;
+            output::prompts(&now, json);
+            loop {
+                match client.next_event().await? {
+                    Event::PromptAdded { prompt } => output::prompt(&prompt, json),
+                    e @ Event::PromptClosed { .. } => output::event(&e, json),
+                    _ => {}
                 }
             }
         }

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use portcullis_protocol::{
-    AppInfo, AppKind, ConnectionInfo, Direction, EnforcementState, Event, Response, RuleInfo,
-    RuleLifetime, RuleOwner, SettingKey, SettingsView,
+    AppInfo, AppKind, ConnectionInfo, Direction, EnforcementState, Event, PromptInfo,
+    PromptOutcome, Response, RuleInfo, RuleLifetime, RuleOwner, SettingKey, SettingsView,
 };
 use serde_json::Value;
 
@@ -82,6 +82,7 @@ fn lifetime(l: RuleLifetime) -> String {
     match l {
         RuleLifetime::Forever => "forever".into(),
         RuleLifetime::UntilRestart => "until restart".into(),
+        RuleLifetime::UntilExit { pid, .. } => format!("until process {pid} exits"),
         RuleLifetime::Until { unix_ms } => {
             format!(
                 "{} left",
@@ -309,6 +310,78 @@ fn connection_line(c: &ConnectionInfo) {
     );
 }
 
+fn prompt_line(p: &PromptInfo) {
+    let pid = p.pid.map(|pid| format!(" [{pid}]")).unwrap_or_default();
+    let (arrow, port) = match p.direction {
+        Direction::Outbound => ("->", p.remote_port),
+        Direction::Inbound => ("<-", p.local_port),
+    };
+    let left = p.expires_unix_ms.saturating_sub(crate::now_ms()) / 1000;
+    let domain = p
+        .domain
+        .as_deref()
+        .map(|d| format!(" ({})", clean(d)))
+        .unwrap_or_default();
+    println!(
+        "prompt {}: {}{pid} {} {arrow} {}{domain} {}; {} waiting; {} in {left}s unless answered",
+        p.id,
+        clean(&p.app),
+        p.protocol,
+        endpoint(p.remote, port),
+        p.scope,
+        p.waiting,
+        p.fallback,
+    );
+}
+
+/// `prompts watch`: one more prompt.
+pub fn prompt(p: &PromptInfo, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(p).unwrap_or_else(|_| "null".into())
+        );
+    } else {
+        prompt_line(p);
+    }
+}
+
+/// `prompts list`.
+pub fn prompts(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Prompts(list) = resp else {
+        return unexpected(resp);
+    };
+    if list.is_empty() {
+        println!("No prompts waiting.");
+    }
+    for p in list {
+        prompt_line(p);
+    }
+}
+
+/// `prompts answer`.
+pub fn answered(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Answered(a) = resp else {
+        return unexpected(resp);
+    };
+    match &a.rule {
+        Some(r) => println!(
+            "answered prompt {}; rule {} `{}` ({})",
+            a.id,
+            r.id,
+            r.text,
+            lifetime(r.lifetime)
+        ),
+        None => println!("answered prompt {} for this connection only", a.id),
+    }
+}
+
 /// `connections --follow`: one more connection.
 pub fn connection(c: &ConnectionInfo, json: bool) {
     if json {
@@ -354,6 +427,16 @@ pub fn event(e: &Event, json: bool) {
         Event::RulesChanged { owner } => println!("{} changed", owner_text(owner)),
         Event::AppAdded { app } => println!("new app {} ({})", clean(&app.name), clean(&app.key)),
         Event::Connection { connection } => connection_line(connection),
+        Event::PromptAdded { prompt } => prompt_line(prompt),
+        Event::PromptClosed { id, outcome } => {
+            let (how, allow) = match outcome {
+                PromptOutcome::Answered { allow } => ("answered", allow),
+                PromptOutcome::DecidedByPolicy { allow } => ("decided by a rule", allow),
+                PromptOutcome::TimedOut { allow } => ("timed out", allow),
+            };
+            let verdict = if *allow { "allowed" } else { "blocked" };
+            println!("prompt {id} {how}: {verdict}");
+        }
         Event::Lagged { missed } => println!("missed {missed} events"),
         Event::Unknown => println!("(an event this portcullisctl does not know)"),
     }

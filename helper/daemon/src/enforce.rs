@@ -9,10 +9,12 @@
 //! and at stop the rules are removed before the queue is closed, so no packet is ever sent to
 //! a queue nobody reads (with fail-open, `--queue-bypass` covers the crash case too).
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use portcullis_attribution::{
@@ -21,10 +23,14 @@ use portcullis_attribution::{
 use portcullis_intercept::{
     ForgetFilter, InstalledRules, InterceptConfig, InterceptError, Pending, Queue, QueueStopper,
 };
-use portcullis_protocol::{ConnectionInfo, Direction, Event, Verdict};
+use portcullis_policy::resolve;
+use portcullis_protocol::{
+    Action, ConnectionInfo, Direction, Event, PromptInfo, PromptOutcome, Protocol, SettingKey,
+    SettingValue, Verdict,
+};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::live::{ConnectionLog, SharedPolicy};
+use crate::live::{ConnectionLog, OpenPrompt, PromptBoard, PromptReply, SharedPolicy};
 use crate::store::KERNEL_KEY;
 use crate::verdict::{Observed, decide_observed};
 
@@ -44,6 +50,8 @@ pub struct Shared {
     pub policy: Arc<SharedPolicy>,
     /// Where decided connections are recorded.
     pub log: Arc<ConnectionLog>,
+    /// Prompts waiting for an answer, shared with the IPC side.
+    pub prompts: Arc<PromptBoard>,
     /// Subscribers' events.
     pub events: broadcast::Sender<Event>,
     /// Apps that need a profile (handed off without waiting).
@@ -61,14 +69,18 @@ pub struct Enforcer {
 
 impl Enforcer {
     /// Binds the queue, starts the verdict thread, then installs the rules that feed it.
-    pub fn start(config: InterceptConfig, shared: Shared) -> anyhow::Result<Enforcer> {
+    pub fn start(
+        config: InterceptConfig,
+        shared: Shared,
+        replies: Receiver<PromptReply>,
+    ) -> anyhow::Result<Enforcer> {
         let queue = Queue::open(&config).context("cannot bind the packet queue")?;
         let stopper = queue.stopper();
         let attributor =
             Attributor::new(AttributionConfig::default()).context("cannot start attribution")?;
         let thread = std::thread::Builder::new()
             .name("verdicts".into())
-            .spawn(move || verdict_loop(queue, attributor, &shared))
+            .spawn(move || VerdictLoop::new(queue, attributor, shared, replies).run())
             .context("cannot start the verdict thread")?;
         let mut enforcer = Enforcer {
             config,
@@ -151,116 +163,409 @@ fn app_name(app: &AppIdentity) -> String {
 
 /// Most app keys remembered as "profile requested" before the set is cleared.
 const REQUESTED_MAX: usize = 4096;
+/// Bounds on held packets: prompts open at once, per app, and packets merged into one.
+const MAX_PROMPTS: usize = 256;
+const MAX_PROMPTS_PER_APP: usize = 16;
+const MAX_PACKETS_PER_PROMPT: usize = 32;
+/// How often the loop looks for answers and expired prompts while prompts are open.
+const PROMPT_TICK: Duration = Duration::from_millis(20);
 
-fn verdict_loop(mut queue: Queue, mut attributor: Attributor, shared: &Shared) {
-    let mut requested: HashSet<String> = HashSet::new();
-    loop {
-        let pending = match queue.recv() {
-            Ok(p) => p,
-            Err(InterceptError::Stopped) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the packet queue failed");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
+/// What identifies "the same connection attempt" for merging prompts: retries of one
+/// connection, and parallel attempts of one app to one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MergeKey {
+    app: String,
+    direction: Direction,
+    protocol: Protocol,
+    remote: IpAddr,
+    port: Option<u16>,
+}
+
+/// A prompt and the packets waiting on it.
+struct Held {
+    key: MergeKey,
+    info: PromptInfo,
+    local_port: Option<u16>,
+    remote_port: Option<u16>,
+    packets: Vec<Pending>,
+    deadline: Instant,
+}
+
+/// The verdict thread's state.
+struct VerdictLoop {
+    queue: Queue,
+    attributor: Attributor,
+    shared: Shared,
+    replies: Receiver<PromptReply>,
+    requested: HashSet<String>,
+    held: HashMap<u64, Held>,
+    /// The snapshot held prompts were last decided with.
+    decided_with: Option<Arc<crate::store::Snapshot>>,
+}
+
+/// What to do with a packet.
+enum Outcome {
+    Answer(Verdict),
+    /// Ask: the packet waits on this prompt.
+    Hold(Box<Ask>),
+}
+
+/// A prompt to open (or merge into) for a packet.
+struct Ask {
+    key: MergeKey,
+    info: PromptInfo,
+    local_port: Option<u16>,
+    remote_port: Option<u16>,
+    start_time: Option<u64>,
+}
+
+impl VerdictLoop {
+    fn new(
+        queue: Queue,
+        attributor: Attributor,
+        shared: Shared,
+        replies: Receiver<PromptReply>,
+    ) -> VerdictLoop {
+        VerdictLoop {
+            queue,
+            attributor,
+            shared,
+            replies,
+            requested: HashSet::new(),
+            held: HashMap::new(),
+            decided_with: None,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let wait = if self.held.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                PROMPT_TICK
+            };
+            match self.queue.recv_timeout(wait) {
+                Ok(Some(pending)) => self.take(pending),
+                Ok(None) => {}
+                Err(InterceptError::Stopped) => {
+                    self.release_all();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the packet queue failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
-        };
-        let verdict = decide_pending(&pending, &mut attributor, shared, &mut requested);
-        if let Err(e) = queue.verdict(pending, verdict) {
+            if !self.held.is_empty() {
+                self.answers();
+                self.timeouts();
+                self.redecide_held();
+            }
+        }
+    }
+
+    fn answer(&mut self, pending: Pending, verdict: Verdict) {
+        if let Err(e) = self.queue.verdict(pending, verdict) {
             tracing::debug!(error = %e, "cannot answer a packet");
         }
     }
-}
 
-fn decide_pending(
-    pending: &Pending,
-    attributor: &mut Attributor,
-    shared: &Shared,
-    requested: &mut HashSet<String>,
-) -> Verdict {
-    let packet = match pending.packet() {
-        Ok(p) => p,
-        Err(portcullis_intercept::PacketError::Unsupported(proto)) => {
-            // Only TCP, UDP and ICMP are decided; other protocols (SCTP, GRE, …) pass.
-            tracing::trace!(proto, "protocol not decided; allowed");
-            return Verdict::Allow;
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "unreadable packet; dropped");
-            return Verdict::Drop;
-        }
-    };
-    let direction = pending.direction().unwrap_or(Direction::Outbound);
-    let (local, local_port, remote, remote_port) = match direction {
-        Direction::Outbound => (packet.src, packet.src_port, packet.dst, packet.dst_port),
-        Direction::Inbound => (packet.dst, packet.dst_port, packet.src, packet.src_port),
-    };
-    let attribution = match (local_port, remote_port) {
-        (Some(lp), Some(rp)) => attributor.attribute(&Flow {
-            protocol: packet.protocol,
-            direction,
-            local: SocketAddr::new(local, lp),
-            remote: SocketAddr::new(remote, rp),
-        }),
-        _ => Attribution::NotFound,
-    };
-    let process: Option<&ProcessInfo> = match &attribution {
-        Attribution::Process(p) => Some(p),
-        _ => None,
-    };
-    let app = process.map_or_else(|| KERNEL_KEY.to_string(), |p| p.app.key());
-
-    let snapshot = shared.policy.load();
-    if let Some(p) = process
-        && !snapshot.apps.contains_key(&app)
-        && !requested.contains(&app)
-    {
-        if requested.len() >= REQUESTED_MAX {
-            requested.clear();
-        }
-        requested.insert(app.clone());
-        let new = NewApp {
-            key: app.clone(),
-            name: app_name(&p.app),
-        };
-        if shared.new_apps.try_send(new).is_err() {
-            tracing::debug!("new-app queue full; the profile is made on a later connection");
-            requested.remove(&app);
+    fn take(&mut self, pending: Pending) {
+        match self.decide(&pending) {
+            Outcome::Answer(v) => self.answer(pending, v),
+            Outcome::Hold(ask) => self.hold(pending, *ask),
         }
     }
-    let seen = Observed {
-        direction,
-        protocol: packet.protocol,
-        remote,
-        remote_port,
-        local_port,
-        app: &app,
-    };
-    // Prompts are answered through connected UIs; until the helper can hold a packet for an
-    // answer, nobody can be asked and `ask` falls back at once.
-    let (explanation, scope) = decide_observed(&snapshot, &seen, false);
-    let verdict = match explanation.verdict {
-        Verdict::Ask => Verdict::Block,
-        v => v,
-    };
-    tracing::trace!(?verdict, "connection decided");
-    let info = ConnectionInfo {
-        id: shared.log.next_id(),
-        unix_ms: crate::now_ms(),
-        app,
-        pid: process.map(|p| p.pid),
-        direction,
-        protocol: packet.protocol,
-        local,
-        local_port,
-        remote,
-        remote_port,
-        domain: None,
-        scope,
-        explanation,
-    };
-    let _ = shared.events.send(Event::Connection {
-        connection: info.clone(),
-    });
-    shared.log.record(info);
-    verdict
+
+    /// Puts a packet on its prompt: merged with an open one for the same app and destination,
+    /// or a new prompt within the bounds; otherwise the fallback decides at once.
+    fn hold(&mut self, pending: Pending, ask: Ask) {
+        let Ask {
+            key,
+            info,
+            local_port,
+            remote_port,
+            start_time,
+        } = ask;
+        if let Some(h) = self.held.values_mut().find(|h| h.key == key) {
+            if h.packets.len() < MAX_PACKETS_PER_PROMPT {
+                h.packets.push(pending);
+                h.info.waiting = u32::try_from(h.packets.len()).unwrap_or(u32::MAX);
+                if let Some(mut open) = self.shared.prompts.get(h.info.id) {
+                    open.info.waiting = h.info.waiting;
+                    self.shared.prompts.put(open);
+                }
+                return;
+            }
+            let fallback = h.info.fallback;
+            return self.answer(pending, fallback);
+        }
+        let per_app = self.held.values().filter(|h| h.key.app == key.app).count();
+        if self.held.len() >= MAX_PROMPTS || per_app >= MAX_PROMPTS_PER_APP {
+            tracing::debug!("too many open prompts; the fallback decides");
+            let fallback = info.fallback;
+            return self.answer(pending, fallback);
+        }
+        let timeout =
+            Duration::from_millis(info.expires_unix_ms.saturating_sub(info.created_unix_ms));
+        self.shared.prompts.put(OpenPrompt {
+            info: info.clone(),
+            start_time,
+        });
+        let _ = self.shared.events.send(Event::PromptAdded {
+            prompt: info.clone(),
+        });
+        tracing::debug!(prompt = info.id, "asking");
+        self.held.insert(
+            info.id,
+            Held {
+                key,
+                info,
+                local_port,
+                remote_port,
+                packets: vec![pending],
+                deadline: Instant::now() + timeout,
+            },
+        );
+    }
+
+    /// Ends a prompt: every packet on it gets `verdict`, the board and subscribers are told.
+    fn close(&mut self, id: u64, verdict: Verdict, outcome: PromptOutcome) {
+        let Some(held) = self.held.remove(&id) else {
+            return;
+        };
+        self.shared.prompts.remove(id);
+        for p in held.packets {
+            self.answer(p, verdict);
+        }
+        let _ = self.shared.events.send(Event::PromptClosed { id, outcome });
+    }
+
+    fn answers(&mut self) {
+        while let Ok(reply) = self.replies.try_recv() {
+            let verdict = if reply.allow {
+                Verdict::Allow
+            } else {
+                Verdict::Block
+            };
+            self.close(
+                reply.id,
+                verdict,
+                PromptOutcome::Answered { allow: reply.allow },
+            );
+        }
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(u64, Verdict)> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(id, h)| (*id, h.info.fallback))
+            .collect();
+        for (id, verdict) in due {
+            tracing::debug!(prompt = id, "prompt timed out");
+            let allow = verdict == Verdict::Allow;
+            self.close(id, verdict, PromptOutcome::TimedOut { allow });
+        }
+    }
+
+    /// After a policy change (e.g. the rule an answer made), prompts the new policy decides are
+    /// closed with its verdict.
+    fn redecide_held(&mut self) {
+        let snapshot = self.shared.policy.load();
+        if self
+            .decided_with
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &snapshot))
+        {
+            return;
+        }
+        self.decided_with = Some(snapshot.clone());
+        let decided: Vec<(u64, Verdict)> = self
+            .held
+            .iter()
+            .filter_map(|(id, h)| {
+                let seen = Observed {
+                    direction: h.key.direction,
+                    protocol: h.key.protocol,
+                    remote: h.key.remote,
+                    remote_port: h.remote_port,
+                    local_port: h.local_port,
+                    app: &h.key.app,
+                };
+                let (e, _) = decide_observed(&snapshot, &seen, true);
+                (e.verdict != Verdict::Ask).then_some((*id, e.verdict))
+            })
+            .collect();
+        for (id, verdict) in decided {
+            let allow = verdict == Verdict::Allow;
+            self.close(id, verdict, PromptOutcome::DecidedByPolicy { allow });
+        }
+    }
+
+    /// At stop: held packets get their fallback rather than waiting in a closed queue.
+    fn release_all(&mut self) {
+        let ids: Vec<(u64, Verdict)> = self
+            .held
+            .iter()
+            .map(|(id, h)| (*id, h.info.fallback))
+            .collect();
+        for (id, verdict) in ids {
+            let allow = verdict == Verdict::Allow;
+            self.close(id, verdict, PromptOutcome::TimedOut { allow });
+        }
+    }
+
+    /// Decides one packet; for `Hold`, also what its prompt is.
+    fn decide(&mut self, pending: &Pending) -> Outcome {
+        let shared = &self.shared;
+        let packet = match pending.packet() {
+            Ok(p) => p,
+            Err(portcullis_intercept::PacketError::Unsupported(proto)) => {
+                // Only TCP, UDP and ICMP are decided; other protocols (SCTP, GRE, …) pass.
+                tracing::trace!(proto, "protocol not decided; allowed");
+                return Outcome::Answer(Verdict::Allow);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "unreadable packet; dropped");
+                return Outcome::Answer(Verdict::Drop);
+            }
+        };
+        let direction = pending.direction().unwrap_or(Direction::Outbound);
+        let (local, local_port, remote, remote_port) = match direction {
+            Direction::Outbound => (packet.src, packet.src_port, packet.dst, packet.dst_port),
+            Direction::Inbound => (packet.dst, packet.dst_port, packet.src, packet.src_port),
+        };
+        let attribution = match (local_port, remote_port) {
+            (Some(lp), Some(rp)) => self.attributor.attribute(&Flow {
+                protocol: packet.protocol,
+                direction,
+                local: SocketAddr::new(local, lp),
+                remote: SocketAddr::new(remote, rp),
+            }),
+            _ => Attribution::NotFound,
+        };
+        let process: Option<&ProcessInfo> = match &attribution {
+            Attribution::Process(p) => Some(p),
+            _ => None,
+        };
+        let app = process.map_or_else(|| KERNEL_KEY.to_string(), |p| p.app.key());
+
+        let snapshot = shared.policy.load();
+        if let Some(p) = process
+            && !snapshot.apps.contains_key(&app)
+            && !self.requested.contains(&app)
+        {
+            if self.requested.len() >= REQUESTED_MAX {
+                self.requested.clear();
+            }
+            self.requested.insert(app.clone());
+            let new = NewApp {
+                key: app.clone(),
+                name: app_name(&p.app),
+            };
+            if shared.new_apps.try_send(new).is_err() {
+                tracing::debug!("new-app queue full; the profile is made on a later connection");
+                self.requested.remove(&app);
+            }
+        }
+        let seen = Observed {
+            direction,
+            protocol: packet.protocol,
+            remote,
+            remote_port,
+            local_port,
+            app: &app,
+        };
+        let (explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
+        tracing::trace!(verdict = ?explanation.verdict, "connection decided");
+        let held = if explanation.verdict == Verdict::Ask {
+            let app_overrides = snapshot.apps.get(&app).map(|p| &p.overrides);
+            let now = crate::now_ms();
+            let timeout = match resolve(
+                SettingKey::PromptTimeoutSecs,
+                app_overrides,
+                &snapshot.global.overrides,
+            )
+            .value
+            {
+                SettingValue::Seconds(n) => u64::from(n),
+                _ => 30,
+            };
+            let fallback = match resolve(
+                SettingKey::PromptFallback,
+                app_overrides,
+                &snapshot.global.overrides,
+            )
+            .value
+            {
+                SettingValue::Action(Action::Allow) => Verdict::Allow,
+                _ => Verdict::Block,
+            };
+            let info = PromptInfo {
+                id: shared.prompts.next_id(),
+                app: app.clone(),
+                app_name: process.map_or_else(|| "kernel".to_string(), |p| app_name(&p.app)),
+                pid: process.map(|p| p.pid),
+                direction,
+                protocol: packet.protocol,
+                remote,
+                remote_port,
+                local_port,
+                domain: None,
+                scope,
+                created_unix_ms: now,
+                expires_unix_ms: now.saturating_add(timeout * 1000),
+                fallback,
+                waiting: 1,
+            };
+            let port = match direction {
+                Direction::Outbound => remote_port,
+                Direction::Inbound => local_port,
+            };
+            let key = MergeKey {
+                app: app.clone(),
+                direction,
+                protocol: packet.protocol,
+                remote,
+                port,
+            };
+            let start_time = process.map(|p| p.start_time);
+            Some(Ask {
+                key,
+                info,
+                local_port,
+                remote_port,
+                start_time,
+            })
+        } else {
+            None
+        };
+        let info = ConnectionInfo {
+            id: shared.log.next_id(),
+            unix_ms: crate::now_ms(),
+            app,
+            pid: process.map(|p| p.pid),
+            direction,
+            protocol: packet.protocol,
+            local,
+            local_port,
+            remote,
+            remote_port,
+            domain: None,
+            scope,
+            explanation,
+        };
+        let _ = shared.events.send(Event::Connection {
+            connection: info.clone(),
+        });
+        let verdict = info.explanation.verdict;
+        shared.log.record(info);
+        match held {
+            Some(ask) => Outcome::Hold(Box::new(ask)),
+            None => Outcome::Answer(verdict),
+        }
+    }
 }

@@ -118,3 +118,101 @@ mod tests {
         assert_eq!(ids, [3, 4, 5]);
     }
 }
+
+/// A prompt the verdict thread holds packets for, as the IPC side sees it.
+#[derive(Debug, Clone)]
+pub struct OpenPrompt {
+    /// What clients are shown.
+    pub info: portcullis_protocol::PromptInfo,
+    /// The asking process's start time, for "until the app quits" rules.
+    pub start_time: Option<u64>,
+}
+
+/// An answer on its way to the verdict thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptReply {
+    /// The prompt.
+    pub id: u64,
+    /// Allow or block.
+    pub allow: bool,
+}
+
+/// Prompts waiting for an answer: written by the verdict thread (which holds their packets),
+/// read and answered from the IPC side. Answers travel back over a channel, so the verdict
+/// thread never waits on a client.
+#[derive(Debug)]
+pub struct PromptBoard {
+    open: Mutex<std::collections::BTreeMap<u64, OpenPrompt>>,
+    replies: std::sync::mpsc::Sender<PromptReply>,
+    watchers: std::sync::atomic::AtomicU32,
+    next_id: AtomicU64,
+}
+
+impl PromptBoard {
+    /// A board, and the receiving end of its answers (for the verdict thread).
+    pub fn new() -> (PromptBoard, std::sync::mpsc::Receiver<PromptReply>) {
+        let (replies, rx) = std::sync::mpsc::channel();
+        let board = PromptBoard {
+            open: Mutex::new(std::collections::BTreeMap::new()),
+            replies,
+            watchers: std::sync::atomic::AtomicU32::new(0),
+            next_id: AtomicU64::new(1),
+        };
+        (board, rx)
+    }
+
+    /// Whether someone could answer a prompt now.
+    pub fn can_ask(&self) -> bool {
+        self.watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// One more client answers prompts; the returned guard counts it until dropped.
+    pub fn watch(self: &std::sync::Arc<Self>) -> PromptWatcher {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        PromptWatcher(self.clone())
+    }
+
+    /// A fresh prompt id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, OpenPrompt>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes (or updates) a prompt.
+    pub fn put(&self, prompt: OpenPrompt) {
+        self.open().insert(prompt.info.id, prompt);
+    }
+
+    /// Withdraws a prompt.
+    pub fn remove(&self, id: u64) {
+        self.open().remove(&id);
+    }
+
+    /// One prompt.
+    pub fn get(&self, id: u64) -> Option<OpenPrompt> {
+        self.open().get(&id).cloned()
+    }
+
+    /// Every open prompt, oldest first.
+    pub fn list(&self) -> Vec<portcullis_protocol::PromptInfo> {
+        self.open().values().map(|p| p.info.clone()).collect()
+    }
+
+    /// Sends an answer to the verdict thread (ignored there if the prompt ended meanwhile).
+    pub fn reply(&self, reply: PromptReply) {
+        let _ = self.replies.send(reply);
+    }
+}
+
+/// Counts one prompt-answering client while it lives.
+#[derive(Debug)]
+pub struct PromptWatcher(std::sync::Arc<PromptBoard>);
+
+impl Drop for PromptWatcher {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}

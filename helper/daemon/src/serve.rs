@@ -99,10 +99,16 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let enforcer: SharedEnforcer = Arc::new(Mutex::new(None));
     if resolved.intercept.enabled {
-        let (policy, log) = {
-            let svc = lock(&service);
-            (svc.policy(), svc.connections())
+        let (policy, log, prompts, replies) = {
+            let mut svc = lock(&service);
+            (
+                svc.policy(),
+                svc.connections(),
+                svc.prompts(),
+                svc.take_prompt_replies(),
+            )
         };
+        let replies = replies.context("the prompt answers channel was already taken")?;
         let config = InterceptConfig {
             queue_num: resolved.intercept.queue_num,
             mark_mask: resolved.intercept.mark_mask,
@@ -112,10 +118,11 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         let shared = enforce::Shared {
             policy,
             log,
+            prompts,
             events: events.clone(),
             new_apps,
         };
-        let started = tokio::task::spawn_blocking(move || Enforcer::start(config, shared))
+        let started = tokio::task::spawn_blocking(move || Enforcer::start(config, shared, replies))
             .await
             .context("the enforcement start-up failed")??;
         *enforcer.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
@@ -193,8 +200,14 @@ async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Eve
     loop {
         let wait = {
             let svc = lock(&service);
-            svc.next_expiry()
-                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())).min(RECHECK))
+            let by_time = svc
+                .next_expiry()
+                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())).min(RECHECK));
+            if svc.has_process_rules() {
+                Some(by_time.unwrap_or(RECHECK).min(RECHECK))
+            } else {
+                by_time
+            }
         };
         let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(24 * 3600)));
         let rules_changed = async {
@@ -397,6 +410,8 @@ async fn serve_client(
     });
 
     let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    // Counts this client as one who answers prompts, until it disconnects.
+    let mut watcher: Option<crate::live::PromptWatcher> = None;
     loop {
         let frame = match reader.recv().await {
             Ok(Some(frame)) => frame,
@@ -417,7 +432,10 @@ async fn serve_client(
                 break;
             }
         };
-        let reply = if request == Request::Subscribe {
+        if request == Request::WatchPrompts && watcher.is_none() {
+            watcher = Some(lock(&service).prompts().watch());
+        }
+        let reply = if request == Request::Subscribe || request == Request::WatchPrompts {
             if forwarder.is_none() {
                 forwarder = Some(tokio::spawn(forward_events(
                     events.subscribe(),
@@ -450,6 +468,7 @@ async fn serve_client(
             break;
         }
     }
+    drop(watcher);
     if let Some(f) = forwarder {
         f.abort();
     }

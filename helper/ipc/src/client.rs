@@ -72,6 +72,8 @@ pub struct Client {
     next_id: u64,
     events: EventQueue,
     subscribed: bool,
+    /// Whether the subscription came from `WatchPrompts` (renewed as such after a reconnect).
+    watches_prompts: bool,
     helper_version: String,
 }
 
@@ -134,6 +136,7 @@ impl Client {
             next_id: 1,
             events: EventQueue::default(),
             subscribed: false,
+            watches_prompts: false,
             helper_version,
         })
     }
@@ -170,8 +173,10 @@ impl Client {
             }
             match result {
                 Ok(response) => {
-                    if request == Request::Subscribe {
+                    if request == Request::Subscribe || request == Request::WatchPrompts {
                         self.subscribed = true;
+                        // Watching prompts includes the subscription; renew the stronger one.
+                        self.watches_prompts |= request == Request::WatchPrompts;
                     }
                     return Ok(response);
                 }
@@ -285,14 +290,14 @@ impl Client {
         if self.subscribed {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1);
-            conn.exchange(
-                id,
-                &Request::Subscribe,
-                self.config.max_frame_len,
-                &mut self.events,
-            )
-            .await
-            .map_err(|f| f.error)?;
+            let renew = if self.watches_prompts {
+                Request::WatchPrompts
+            } else {
+                Request::Subscribe
+            };
+            conn.exchange(id, &renew, self.config.max_frame_len, &mut self.events)
+                .await
+                .map_err(|f| f.error)?;
         }
         Ok((conn, version))
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::apps::{AppInfo, AppRef};
 use crate::connection::{ConnectionInfo, ConnectionQuery};
 use crate::explain::Explanation;
+use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
 use crate::status::Status;
@@ -146,6 +147,20 @@ pub enum Request {
     /// The connections decided most recently (newest last; the helper keeps a bounded
     /// number). Answer: `Connections`.
     ListConnections,
+    /// Like `Subscribe`, and this client will answer prompts: while at least one such client
+    /// is connected, connections whose policy says `ask` wait for an answer. Answer:
+    /// `Subscribed`.
+    WatchPrompts,
+    /// Prompts waiting for an answer. Answer: `Prompts`.
+    ListPrompts,
+    /// Answers a prompt; the waiting connection (and any merged with it) gets the verdict,
+    /// and unless `Once`, a rule in the app's list makes it stick. Answer: `Answered`.
+    AnswerPrompt {
+        /// The prompt's id.
+        id: u64,
+        /// The answer.
+        answer: PromptAnswer,
+    },
 }
 
 fn forever() -> RuleLifetime {
@@ -166,8 +181,12 @@ impl Request {
             | Request::MoveRule { .. }
             | Request::Subscribe
             | Request::Explain { .. }
-            | Request::ListConnections => true,
-            Request::AddRule { .. } | Request::RemoveRule { .. } => false,
+            | Request::ListConnections
+            | Request::WatchPrompts
+            | Request::ListPrompts => true,
+            Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
+                false
+            }
         }
     }
 }
@@ -201,6 +220,10 @@ pub enum Response {
     Explanation(Explanation),
     /// For `ListConnections`.
     Connections(Vec<ConnectionInfo>),
+    /// For `ListPrompts`.
+    Prompts(Vec<PromptInfo>),
+    /// For `AnswerPrompt`.
+    Answered(Answered),
 }
 
 /// Something that happened in the helper, sent to subscribers.
@@ -228,6 +251,18 @@ pub enum Event {
     Connection {
         /// It, with its verdict and explanation.
         connection: ConnectionInfo,
+    },
+    /// A connection waits for an answer.
+    PromptAdded {
+        /// The prompt.
+        prompt: PromptInfo,
+    },
+    /// A prompt ended (answered, decided by a new rule, or timed out).
+    PromptClosed {
+        /// Its id.
+        id: u64,
+        /// How.
+        outcome: PromptOutcome,
     },
     /// Events lost because this client read too slowly; reload what you show.
     Lagged {

@@ -8,6 +8,7 @@ pub mod apps;
 pub mod connection;
 pub mod explain;
 pub mod frames;
+pub mod prompts;
 pub mod rules;
 pub mod settings;
 pub mod status;
@@ -17,6 +18,9 @@ pub use connection::{ConnectionInfo, ConnectionQuery, Direction, Protocol};
 pub use explain::{DecidedBy, Explanation, ProfileLabel, Verdict};
 pub use frames::{
     ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,
+};
+pub use prompts::{
+    Answered, PromptAnswer, PromptDuration, PromptInfo, PromptOutcome, PromptTarget,
 };
 pub use rules::{RuleInfo, RuleLifetime, RuleOwner};
 pub use settings::{

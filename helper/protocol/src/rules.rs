@@ -26,6 +26,15 @@ pub enum RuleLifetime {
     },
     /// Until the helper restarts.
     UntilRestart,
+    /// Until the process `pid` (started at `start_time`, in clock ticks after boot as in
+    /// `/proc/PID/stat`, so a recycled pid is not mistaken for it) exits, or the helper
+    /// restarts. Made by prompt answers ("until the app quits").
+    UntilExit {
+        /// The process.
+        pid: u32,
+        /// Its start time.
+        start_time: u64,
+    },
 }
 
 /// A stored rule.

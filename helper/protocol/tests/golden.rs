@@ -84,6 +84,23 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
         scope: Scope::Lan,
         explanation: explanation.clone(),
     };
+    let prompt = PromptInfo {
+        id: 3,
+        app: "/usr/bin/curl".into(),
+        app_name: "curl".into(),
+        pid: Some(4242),
+        direction: Direction::Outbound,
+        protocol: Protocol::Tcp,
+        remote: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 1, 2)),
+        remote_port: Some(443),
+        local_port: Some(40000),
+        domain: None,
+        scope: Scope::Lan,
+        created_unix_ms: 1_780_000_200_000,
+        expires_unix_ms: 1_780_000_230_000,
+        fallback: Verdict::Block,
+        waiting: 2,
+    };
     let v = |x: &dyn erased::Ser| x.value();
     vec![
         (
@@ -337,6 +354,76 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             "event_connection",
             v(&ServerFrame::Event {
                 event: Event::Connection { connection },
+            }),
+        ),
+        (
+            "req_watch_prompts",
+            v(&ClientFrame::Request {
+                id: 14,
+                request: Request::WatchPrompts,
+            }),
+        ),
+        (
+            "req_list_prompts",
+            v(&ClientFrame::Request {
+                id: 15,
+                request: Request::ListPrompts,
+            }),
+        ),
+        (
+            "req_answer_prompt",
+            v(&ClientFrame::Request {
+                id: 16,
+                request: Request::AnswerPrompt {
+                    id: 3,
+                    answer: PromptAnswer {
+                        allow: true,
+                        target: PromptTarget::IpPort,
+                        duration: PromptDuration::Minutes { minutes: 15 },
+                    },
+                },
+            }),
+        ),
+        (
+            "resp_prompts",
+            v(&ServerFrame::Response {
+                id: 15,
+                reply: Reply::Ok(Response::Prompts(vec![prompt.clone()])),
+            }),
+        ),
+        (
+            "resp_answered",
+            v(&ServerFrame::Response {
+                id: 16,
+                reply: Reply::Ok(Response::Answered(Answered {
+                    id: 3,
+                    rule: Some(RuleInfo {
+                        id: 8,
+                        owner: RuleOwner::App("/usr/bin/curl".into()),
+                        position: 1,
+                        text: "+ 10.77.1.2 tcp/443".into(),
+                        lifetime: RuleLifetime::UntilExit {
+                            pid: 4242,
+                            start_time: 123_456,
+                        },
+                        created_unix_ms: 1_780_000_300_000,
+                    }),
+                })),
+            }),
+        ),
+        (
+            "event_prompt_added",
+            v(&ServerFrame::Event {
+                event: Event::PromptAdded { prompt },
+            }),
+        ),
+        (
+            "event_prompt_closed",
+            v(&ServerFrame::Event {
+                event: Event::PromptClosed {
+                    id: 3,
+                    outcome: PromptOutcome::TimedOut { allow: false },
+                },
             }),
         ),
         ("explanation", v(&explanation)),

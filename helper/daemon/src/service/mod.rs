@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use portcullis_policy::{Facts, ProfileRules, Rule, decide, settings_view};
 use portcullis_protocol::{
-    AppKind, ConnectionQuery, EnforcementState, ErrorCode, ErrorFrame, Event, Explanation,
-    ProfileLabel, Request, Response, RuleInfo, RuleLifetime, RuleOwner, SettingsView, Status,
+    Answered, AppKind, ConnectionQuery, Direction, EnforcementState, ErrorCode, ErrorFrame, Event,
+    Explanation, ProfileLabel, PromptAnswer, PromptDuration, PromptTarget, Protocol, Request,
+    Response, RuleInfo, RuleLifetime, RuleOwner, SettingsView, Status,
 };
 use tokio::sync::broadcast;
 
-use crate::live::{ConnectionLog, SharedPolicy};
+use crate::live::{ConnectionLog, OpenPrompt, PromptBoard, PromptReply, SharedPolicy};
 use crate::store::{KERNEL_KEY, NewApp, ProfileRow, SYSTEM_DNS_KEY, Snapshot, Store, StoreError};
 
 /// Connections kept for `connections`.
@@ -39,6 +40,8 @@ pub struct Service {
     snapshot: Snapshot,
     policy: Arc<SharedPolicy>,
     connections: Arc<ConnectionLog>,
+    prompts: Arc<PromptBoard>,
+    prompt_replies: Option<std::sync::mpsc::Receiver<PromptReply>>,
     started: Instant,
     events: broadcast::Sender<Event>,
     enforcement: EnforcementState,
@@ -136,7 +139,7 @@ impl Service {
     ) -> Result<Service, StoreError> {
         // Validate everything first: a bad database stops us before we change anything.
         store.load()?;
-        let ended = store.remove_ended_rules(now_ms, true)?;
+        let ended = store.remove_ended_rules(now_ms, true, &process_exited)?;
         if !ended.is_empty() {
             tracing::info!(
                 lists = ended.len(),
@@ -144,11 +147,14 @@ impl Service {
             );
         }
         let snapshot = store.load()?;
+        let (board, replies) = PromptBoard::new();
         Ok(Service {
             store,
             policy: Arc::new(SharedPolicy::new(snapshot.clone())),
             snapshot,
             connections: Arc::new(ConnectionLog::new(CONNECTION_LOG)),
+            prompts: Arc::new(board),
+            prompt_replies: Some(replies),
             started: Instant::now(),
             events,
             enforcement,
@@ -169,6 +175,16 @@ impl Service {
     /// The log of recent connections, written by the verdict path.
     pub fn connections(&self) -> Arc<ConnectionLog> {
         self.connections.clone()
+    }
+
+    /// The prompts waiting for an answer.
+    pub fn prompts(&self) -> Arc<PromptBoard> {
+        self.prompts.clone()
+    }
+
+    /// The answers channel's receiving end, for the verdict thread (once).
+    pub fn take_prompt_replies(&mut self) -> Option<std::sync::mpsc::Receiver<PromptReply>> {
+        self.prompt_replies.take()
     }
 
     /// Records the enforcement state that `status` reports.
@@ -489,6 +505,9 @@ impl Service {
             }
             Request::Subscribe => Ok(Response::Subscribed),
             Request::ListConnections => Ok(Response::Connections(self.connections.recent())),
+            Request::WatchPrompts => Ok(Response::Subscribed),
+            Request::ListPrompts => Ok(Response::Prompts(self.prompts.list())),
+            Request::AnswerPrompt { id, answer } => self.answer_prompt(id, answer, now_ms, clients),
             Request::Explain { app, connection } => {
                 if let Some(key) = &app {
                     check_app_key(key)?;
@@ -513,6 +532,44 @@ impl Service {
             .find(|r| r.id == id)
             .cloned()
             .ok_or_else(|| no_rule(id))
+    }
+
+    /// Answers a prompt: stores the rule the answer asks for (first in the app's list, so it
+    /// decides from now on), then releases the waiting connection with the verdict.
+    fn answer_prompt(
+        &mut self,
+        id: u64,
+        answer: PromptAnswer,
+        now_ms: u64,
+        clients: u32,
+    ) -> Result<Response, ErrorFrame> {
+        let open = self.prompts.get(id).ok_or_else(|| {
+            ErrorFrame::new(
+                ErrorCode::NotFound,
+                format!("no prompt {id} waits (it may have been answered or timed out)"),
+            )
+        })?;
+        let rule = match prompt_rule(&open, &answer, now_ms)? {
+            None => None,
+            Some((text, lifetime)) => {
+                let request = Request::AddRule {
+                    owner: RuleOwner::App(open.info.app.clone()),
+                    text,
+                    position: Some(1),
+                    lifetime,
+                };
+                match self.handle(request, now_ms, clients)? {
+                    Response::Rule(rule) => Some(rule),
+                    _ => None,
+                }
+            }
+        };
+        self.prompts.reply(PromptReply {
+            id,
+            allow: answer.allow,
+        });
+        tracing::info!(prompt = id, allow = answer.allow, "prompt answered");
+        Ok(Response::Answered(Answered { id, rule }))
     }
 
     /// Decides a hypothetical connection with the policy in force. The facts a live
@@ -587,17 +644,29 @@ impl Service {
             .min()
     }
 
-    /// Removes the rules whose time is up and tells subscribers.
+    /// Whether some rule lives until a process exits (the timer then looks every few seconds).
+    pub fn has_process_rules(&self) -> bool {
+        self.all_profiles()
+            .flat_map(|p| p.rules.iter())
+            .any(|r| matches!(r.lifetime, RuleLifetime::UntilExit { .. }))
+    }
+
+    /// Removes the rules whose time is up or whose process exited, and tells subscribers.
     pub fn expire(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        if self.next_expiry().is_none_or(|t| t > now_ms) {
+        let due = self.next_expiry().is_some_and(|t| t <= now_ms);
+        if !due && !self.has_process_rules() {
             return Ok(());
         }
-        let owners = self.store.remove_ended_rules(now_ms, false)?;
+        let owners = self
+            .store
+            .remove_ended_rules(now_ms, false, &process_exited)?;
         if owners.is_empty() {
-            // Memory says a rule ended but the database had none to remove: it changed under
-            // us. Reload, or the timer would fire again at once, forever.
-            self.snapshot = self.store.load()?;
-            self.policy.store(self.snapshot.clone());
+            if due {
+                // Memory says a rule ended but the database had none to remove: it changed
+                // under us. Reload, or the timer would fire again at once, forever.
+                self.snapshot = self.store.load()?;
+                self.policy.store(self.snapshot.clone());
+            }
             return Ok(());
         }
         for owner in owners {
@@ -613,6 +682,78 @@ impl Service {
     pub fn app_info(&self, key: &str) -> Option<&portcullis_protocol::AppInfo> {
         self.snapshot.apps.get(key).map(|p| &p.info)
     }
+}
+
+/// The rule text and lifetime an answer asks for; `None` for `Once`.
+fn prompt_rule(
+    open: &OpenPrompt,
+    answer: &PromptAnswer,
+    now_ms: u64,
+) -> Result<Option<(String, RuleLifetime)>, ErrorFrame> {
+    let p = &open.info;
+    let lifetime = match answer.duration {
+        PromptDuration::Once => return Ok(None),
+        PromptDuration::Minutes { minutes } if (1..=10_080).contains(&minutes) => {
+            RuleLifetime::Until {
+                unix_ms: now_ms.saturating_add(u64::from(minutes) * 60_000),
+            }
+        }
+        PromptDuration::Minutes { minutes } => {
+            return Err(invalid(format!(
+                "{minutes} minutes: answer for 1 to 10080 minutes"
+            )));
+        }
+        PromptDuration::UntilAppQuits => match (p.pid, open.start_time) {
+            (Some(pid), Some(start_time)) => RuleLifetime::UntilExit { pid, start_time },
+            _ => {
+                return Err(invalid(
+                    "the process behind this prompt is not known; pick another duration",
+                ));
+            }
+        },
+        PromptDuration::UntilRestart => RuleLifetime::UntilRestart,
+        PromptDuration::Always => RuleLifetime::Forever,
+    };
+    let port = match p.direction {
+        Direction::Outbound => p.remote_port,
+        Direction::Inbound => p.local_port,
+    };
+    let portspec = || match port {
+        Some(port) if p.protocol != Protocol::Icmp => Ok(format!("{}/{port}", p.protocol)),
+        _ => Err(invalid("this connection has no port; answer for its IP")),
+    };
+    let domain = || {
+        p.domain
+            .clone()
+            .ok_or_else(|| invalid("this connection has no domain; answer for its IP"))
+    };
+    let target = match answer.target {
+        PromptTarget::Domain => domain()?,
+        PromptTarget::Subdomains => format!(".{}", domain()?),
+        PromptTarget::Ip => p.remote.to_string(),
+        PromptTarget::IpPort => format!("{} {}", p.remote, portspec()?),
+        PromptTarget::Port => portspec()?,
+    };
+    let action = if answer.allow { "+" } else { "-" };
+    let direction = match p.direction {
+        Direction::Outbound => "",
+        Direction::Inbound => " Inbound",
+    };
+    Ok(Some((format!("{action}{direction} {target}"), lifetime)))
+}
+
+/// Whether process `pid`, started at `start_time` (clock ticks after boot), is gone: no such
+/// process, or the pid now belongs to a later one.
+pub fn process_exited(pid: u32, start_time: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // Field 22; the command name (field 2) may hold spaces and parentheses.
+    let started = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|f| f.parse::<u64>().ok());
+    started != Some(start_time)
 }
 
 fn no_rule(id: i64) -> ErrorFrame {

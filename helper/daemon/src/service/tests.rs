@@ -380,3 +380,150 @@ fn clearing_a_setting_of_an_unknown_app_is_not_found_and_makes_no_profile() {
     assert_eq!(err.code, ErrorCode::NotFound);
     assert!(svc.app_info(CURL).is_none());
 }
+
+fn open_prompt(direction: Direction, domain: Option<&str>) -> OpenPrompt {
+    OpenPrompt {
+        info: portcullis_protocol::PromptInfo {
+            id: 1,
+            app: CURL.into(),
+            app_name: "curl".into(),
+            pid: Some(99),
+            direction,
+            protocol: Protocol::Tcp,
+            remote: "192.0.2.7".parse().unwrap(),
+            remote_port: Some(443),
+            local_port: Some(22),
+            domain: domain.map(str::to_string),
+            scope: portcullis_protocol::Scope::Internet,
+            created_unix_ms: 1,
+            expires_unix_ms: 2,
+            fallback: portcullis_protocol::Verdict::Block,
+            waiting: 1,
+        },
+        start_time: Some(5),
+    }
+}
+
+#[test]
+fn prompt_answers_become_the_rules_they_name() {
+    let out = open_prompt(Direction::Outbound, Some("example.com"));
+    let ans = |allow, target, duration| PromptAnswer {
+        allow,
+        target,
+        duration,
+    };
+    let rule = |p: &OpenPrompt, a| prompt_rule(p, &a, 1_000).unwrap().unwrap();
+    assert_eq!(
+        rule(&out, ans(true, PromptTarget::Ip, PromptDuration::Always)).0,
+        "+ 192.0.2.7"
+    );
+    assert_eq!(
+        rule(
+            &out,
+            ans(false, PromptTarget::IpPort, PromptDuration::Always)
+        )
+        .0,
+        "- 192.0.2.7 tcp/443"
+    );
+    assert_eq!(
+        rule(&out, ans(true, PromptTarget::Port, PromptDuration::Always)).0,
+        "+ tcp/443"
+    );
+    assert_eq!(
+        rule(
+            &out,
+            ans(true, PromptTarget::Domain, PromptDuration::Always)
+        )
+        .0,
+        "+ example.com"
+    );
+    assert_eq!(
+        rule(
+            &out,
+            ans(true, PromptTarget::Subdomains, PromptDuration::Always)
+        )
+        .0,
+        "+ .example.com"
+    );
+    let inbound = open_prompt(Direction::Inbound, None);
+    assert_eq!(
+        rule(
+            &inbound,
+            ans(true, PromptTarget::IpPort, PromptDuration::Always)
+        )
+        .0,
+        "+ Inbound 192.0.2.7 tcp/22"
+    );
+    // Every generated text parses as a rule.
+    for target in [
+        PromptTarget::Ip,
+        PromptTarget::IpPort,
+        PromptTarget::Port,
+        PromptTarget::Domain,
+    ] {
+        let (text, _) = rule(&out, ans(true, target, PromptDuration::Always));
+        text.parse::<portcullis_policy::Rule>().unwrap();
+    }
+    assert_eq!(
+        rule(
+            &out,
+            ans(
+                true,
+                PromptTarget::Ip,
+                PromptDuration::Minutes { minutes: 2 }
+            )
+        )
+        .1,
+        RuleLifetime::Until { unix_ms: 121_000 }
+    );
+    assert_eq!(
+        rule(
+            &out,
+            ans(true, PromptTarget::Ip, PromptDuration::UntilAppQuits)
+        )
+        .1,
+        RuleLifetime::UntilExit {
+            pid: 99,
+            start_time: 5
+        }
+    );
+    assert!(
+        prompt_rule(&out, &ans(true, PromptTarget::Ip, PromptDuration::Once), 1)
+            .unwrap()
+            .is_none()
+    );
+    // Answers that cannot be made are refused, naming why.
+    let no_domain = open_prompt(Direction::Outbound, None);
+    let err = prompt_rule(
+        &no_domain,
+        &ans(true, PromptTarget::Domain, PromptDuration::Always),
+        1,
+    )
+    .unwrap_err();
+    assert!(err.message.contains("no domain"), "{}", err.message);
+    let err = prompt_rule(
+        &out,
+        &ans(
+            true,
+            PromptTarget::Ip,
+            PromptDuration::Minutes { minutes: 0 },
+        ),
+        1,
+    )
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput);
+}
+
+#[test]
+fn answering_an_unknown_prompt_is_not_found() {
+    let (_d, mut svc, _rx) = service();
+    let answer = PromptAnswer {
+        allow: true,
+        target: PromptTarget::Ip,
+        duration: PromptDuration::Always,
+    };
+    let err = svc
+        .handle(Request::AnswerPrompt { id: 9, answer }, 2_000, 1)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}

@@ -38,6 +38,10 @@ const MIGRATIONS: &[&str] = &[
         ('global', 'global', 'Global settings', 0, 0),
         ('system:kernel', 'kernel', 'Kernel and unattributed traffic', 0, 0),
         ('system:dns', 'system_dns', 'System DNS client', 0, 0);",
+    // 1 → 2: rules that live until a process exits ("until the app quits" answers); they
+    // also have until_restart set, so a restart ends them whatever their process does.
+    "ALTER TABLE rules ADD COLUMN until_pid INTEGER;
+    ALTER TABLE rules ADD COLUMN until_pid_start INTEGER;",
 ];
 
 /// The schema version this build writes.

@@ -310,8 +310,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, position, text, created_ms, expires_ms, until_restart FROM rules \
-                 WHERE profile_id = ?1 ORDER BY position",
+                "SELECT id, position, text, created_ms, expires_ms, until_restart, until_pid, \
+                 until_pid_start FROM rules WHERE profile_id = ?1 ORDER BY position",
             )
             .map_err(self.sql())?;
         let rows = stmt
@@ -323,11 +323,13 @@ impl Store {
                     r.get::<_, i64>(3)?,
                     r.get::<_, Option<i64>>(4)?,
                     r.get::<_, bool>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .map_err(self.sql())?;
         for row in rows {
-            let (rule_id, position, text, created, expires, until_restart) =
+            let (rule_id, position, text, created, expires, until_restart, pid, pid_start) =
                 row.map_err(self.sql())?;
             let rule: Rule =
                 text.parse()
@@ -338,7 +340,13 @@ impl Store {
                         message: e.to_string(),
                     })?;
             let lifetime = match (expires, until_restart) {
-                (_, true) => RuleLifetime::UntilRestart,
+                (_, true) => match (pid, pid_start) {
+                    (Some(pid), Some(start)) => RuleLifetime::UntilExit {
+                        pid: u32::try_from(pid).unwrap_or(0),
+                        start_time: u64::try_from(start).unwrap_or(0),
+                    },
+                    _ => RuleLifetime::UntilRestart,
+                },
                 (Some(ms), false) => RuleLifetime::Until {
                     unix_ms: ms_from_sql(ms),
                 },
@@ -544,21 +552,29 @@ impl Store {
             params![pid, pos],
         )
         .map_err(sql)?;
-        let (expires, until_restart) = match lifetime {
-            RuleLifetime::Forever => (None, false),
-            RuleLifetime::Until { unix_ms } => (Some(ms_to_sql(unix_ms)), false),
-            RuleLifetime::UntilRestart => (None, true),
+        let (expires, until_restart, until_pid, until_pid_start) = match lifetime {
+            RuleLifetime::Forever => (None, false, None, None),
+            RuleLifetime::Until { unix_ms } => (Some(ms_to_sql(unix_ms)), false, None, None),
+            RuleLifetime::UntilRestart => (None, true, None, None),
+            RuleLifetime::UntilExit { pid, start_time } => (
+                None,
+                true,
+                Some(i64::from(pid)),
+                Some(ms_to_sql(start_time)),
+            ),
         };
         tx.execute(
-            "INSERT INTO rules (profile_id, position, text, created_ms, expires_ms, until_restart) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO rules (profile_id, position, text, created_ms, expires_ms, until_restart, \
+             until_pid, until_pid_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 pid,
                 pos,
                 rule.to_string(),
                 ms_to_sql(now_ms),
                 expires,
-                until_restart
+                until_restart,
+                until_pid,
+                until_pid_start
             ],
         )
         .map_err(sql)?;
@@ -680,12 +696,14 @@ impl Store {
         Ok(Some(owner_of(&key)))
     }
 
-    /// Removes rules whose time is up (`expires_ms <= now`) or, with `restart`, the rules that
-    /// lived until the helper restarted. Returns the owners whose lists changed.
+    /// Removes rules whose time is up (`expires_ms <= now`), rules whose process has exited
+    /// (`exited(pid, start_time)`), or, with `restart`, the rules that lived until the helper
+    /// restarted. Returns the owners whose lists changed.
     pub fn remove_ended_rules(
         &mut self,
         now_ms: u64,
         restart: bool,
+        exited: &dyn Fn(u32, u64) -> bool,
     ) -> Result<Vec<RuleOwner>, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -711,6 +729,33 @@ impl Store {
                 .map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
+        let mut ended = ended;
+        if !restart {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT r.id, p.key, r.until_pid, r.until_pid_start FROM rules r \
+                     JOIN profiles p ON p.id = r.profile_id WHERE r.until_pid IS NOT NULL",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })
+                .map_err(sql)?;
+            for row in rows {
+                let (id, key, pid, start) = row.map_err(sql)?;
+                let pid = u32::try_from(pid).unwrap_or(0);
+                let start = start.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                if exited(pid, start) {
+                    ended.push((id, key));
+                }
+            }
+        }
         if ended.is_empty() {
             return Ok(Vec::new());
         }

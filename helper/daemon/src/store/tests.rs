@@ -192,14 +192,19 @@ fn ended_rules_are_removed_and_the_rest_renumbered() {
     store
         .add_rule(&g, &rule("- c.example.com"), None, RuleLifetime::Forever, 1)
         .unwrap();
-    assert!(store.remove_ended_rules(99, false).unwrap().is_empty());
+    assert!(
+        store
+            .remove_ended_rules(99, false, &|_, _| false)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        store.remove_ended_rules(100, false).unwrap(),
+        store.remove_ended_rules(100, false, &|_, _| false).unwrap(),
         [RuleOwner::Global]
     );
     assert_eq!(texts(&store, &g), ["- b.example.com", "- c.example.com"]);
     assert_eq!(
-        store.remove_ended_rules(100, true).unwrap(),
+        store.remove_ended_rules(100, true, &|_, _| false).unwrap(),
         [RuleOwner::Global]
     );
     let rows = store.load_owner(&g).unwrap().unwrap().rules;
@@ -275,5 +280,45 @@ fn a_hand_edited_bad_setting_stops_loading_and_names_it() {
     assert!(
         err.contains("default_action") && err.contains("global"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_rule_until_a_process_exits_ends_with_it_and_at_restart() {
+    let (_d, _p, mut store) = fresh();
+    let g = RuleOwner::Global;
+    let lifetime = RuleLifetime::UntilExit {
+        pid: 4242,
+        start_time: 77,
+    };
+    store
+        .add_rule(&g, &rule("+ 10.0.0.1"), None, lifetime, 1)
+        .unwrap();
+    assert_eq!(
+        store.load_owner(&g).unwrap().unwrap().rules[0].lifetime,
+        lifetime
+    );
+    assert!(
+        store
+            .remove_ended_rules(2, false, &|_, _| false)
+            .unwrap()
+            .is_empty()
+    );
+    let seen = std::cell::Cell::new(None);
+    let exited = |pid, start| {
+        seen.set(Some((pid, start)));
+        true
+    };
+    assert_eq!(
+        store.remove_ended_rules(2, false, &exited).unwrap(),
+        [RuleOwner::Global]
+    );
+    assert_eq!(seen.get(), Some((4242, 77)));
+    store
+        .add_rule(&g, &rule("+ 10.0.0.1"), None, lifetime, 1)
+        .unwrap();
+    assert_eq!(
+        store.remove_ended_rules(2, true, &|_, _| false).unwrap(),
+        [RuleOwner::Global]
     );
 }
