@@ -399,3 +399,47 @@ fn a_storm_of_short_lived_processes_is_attributed() {
         "every short-lived process must be attributed ({kernel} went to system:kernel)"
     );
 }
+
+#[test]
+fn connections_follow_prints_each_new_connection_as_json() {
+    require_root!();
+    let lab = Lab::new("follow");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let ctl = portcullis_lab::lab_bin("portcullisctl");
+    let socket = helper.socket().to_str().unwrap().to_string();
+    let follower = lab.client().spawn(lab.client().cmd(
+        &ctl,
+        ["--socket", &socket, "--json", "connections", "--follow"],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while helper.ctl_json(["status"])["clients"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "follower never connected: {}",
+            follower.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let app = lab.app("followed");
+    let server = lab.server().ipv4().to_string();
+    assert_eq!(code(&connect(&lab, &app, &server, 7)), OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let out = follower.stdout();
+        if let Some(line) = out.lines().find(|l| l.contains(app.to_str().unwrap())) {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connection not followed: {}",
+            follower.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let c: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(c["remote"], server.as_str());
+    assert_eq!(c["explanation"]["verdict"], "allow");
+}
