@@ -6,15 +6,17 @@
 //! blocks traffic, holds no policy, and turns every failure into a weaker answer rather than an
 //! error or a panic.
 //!
-//! On Linux a lookup runs in stages (see `linux/mod.rs`): netlink `sock_diag` finds the socket
-//! of the 4-tuple (its uid and inode, ~3 µs), an index of `/proc/*/fd` links finds the process
-//! holding that inode (cached and re-checked; full scans are rate-limited by a time budget),
-//! and a cache keyed by pid *and* start time describes the process. A process that exits right
-//! after connecting can leave its socket without a holder: the answer is then
-//! [`Attribution::SocketOnly`]. The next increment puts an eBPF source in front of these stages
-//! — cgroup hooks record each socket's owner as it is created, so even such processes are
-//! attributed — behind this same API. Other platforms compile, and [`Attributor::new`] returns
-//! [`AttributionError::Unsupported`] there.
+//! On Linux a lookup runs in stages (see `linux/mod.rs`). With
+//! [`AttributionConfig::ebpf_cgroup`] set, cgroup eBPF programs record every socket that the
+//! processes of that cgroup (the whole machine when it is the cgroup2 root) create or use: its
+//! owner by socket cookie, each flow's addresses, and each process' executable path, read in
+//! the kernel. A lookup asks those maps first — a process that exited right after connecting
+//! is still named — and falls back to netlink `sock_diag` (the socket's uid, inode and cookie,
+//! ~3 µs) and an index of `/proc/*/fd` links (cached and re-checked; full scans are
+//! rate-limited by a time budget); a cache keyed by pid *and* start time describes processes.
+//! Without eBPF, a process that exits right after connecting can leave its socket without a
+//! holder: the answer is then [`Attribution::SocketOnly`]. Other platforms compile, and
+//! [`Attributor::new`] returns [`AttributionError::Unsupported`] there.
 //!
 //! Platform code lives in one module per platform, chosen here and nowhere else.
 
@@ -82,6 +84,14 @@ pub struct ProcessInfo {
     pub cgroup: String,
     /// The app the process belongs to.
     pub app: AppIdentity,
+    /// The kernel's short name of the process (`comm`, at most 15 bytes); empty if unknown.
+    pub comm: String,
+    /// Whether this is only what the kernel recorded when the process used the socket: it had
+    /// exited before it could be read from `/proc`. Then `pid`, `start_time`, `exe`, `uid`,
+    /// `user`, `comm` and the parent's pid are known; `cmdline` and `cgroup` are empty,
+    /// `exe_deleted` is false, and `app` is the executable (a Flatpak or Snap app or an
+    /// AppImage that exits this fast is identified by its executable path).
+    pub partial: bool,
 }
 
 /// The app a process belongs to: what a profile is attached to.
@@ -125,13 +135,25 @@ pub enum Attribution {
     /// The process that holds the socket.
     Process(Arc<ProcessInfo>),
     /// The socket exists, but no process could be named: it exited right after connecting
-    /// (the eBPF source of the next increment closes this gap), handed the socket on, or the
-    /// `/proc` scan budget was spent during a storm.
+    /// (without eBPF, or outside its cgroup), handed the socket on, or the `/proc` scan budget
+    /// was spent during a storm.
     SocketOnly {
         /// The uid that created the socket, as the kernel records it.
         uid: u32,
         /// The socket's inode.
         inode: u64,
+    },
+    /// eBPF recorded the socket's owner, but the process exited before it could be read and
+    /// its executable path could not be recorded (deeper than 48 components or longer than
+    /// ~512 bytes, or unreadable): only the kernel's short name is known, which any program
+    /// can choose, so it names no app.
+    Exited {
+        /// The process id (it may already belong to another process).
+        pid: u32,
+        /// The effective uid when it used the socket.
+        uid: u32,
+        /// The kernel's short name (`comm`).
+        comm: String,
     },
     /// No socket matches (traffic of the kernel itself, of another namespace, ICMP, a socket
     /// already closed, or a lookup that failed; failures are logged).
@@ -162,6 +184,17 @@ pub struct AttributionStats {
     pub scans_throttled: u64,
     /// sock_diag requests that failed (timeouts, kernel errors, malformed replies).
     pub netlink_errors: u64,
+    /// Lookups answered from an eBPF flow record of a socket that is still open.
+    pub ebpf_hits: u64,
+    /// Lookups answered from an eBPF flow record of a socket that had closed (the process
+    /// exited or closed it) and that sock_diag no longer finds.
+    pub ebpf_closed_hits: u64,
+    /// Lookups answered by sock_diag's socket cookie → the eBPF owner record.
+    pub ebpf_cookie_hits: u64,
+    /// Process descriptions built from the eBPF process record (the process had exited).
+    pub recorded_descriptions: u64,
+    /// eBPF map reads that failed (other than "no entry").
+    pub ebpf_errors: u64,
     /// Time spent in [`Attributor::attribute`].
     pub time_spent: Duration,
     /// The part of it spent scanning `/proc/*/fd`.
@@ -189,6 +222,18 @@ pub struct AttributionConfig {
     /// Processes kept described in the cache (4096); the least recently used half is dropped
     /// when it is full.
     pub max_processes: usize,
+    /// The cgroup2 directory whose processes' sockets eBPF records (and every cgroup below
+    /// it): the cgroup2 root (see [`cgroup2_mount`]) for the whole machine. `None` (the
+    /// default): no eBPF, lookups use sock_diag and `/proc` only. Attaching needs `CAP_BPF`,
+    /// `CAP_PERFMON` and `CAP_NET_ADMIN` (or `CAP_SYS_ADMIN`) and a kernel with BTF; the
+    /// programs stay attached as long as the [`Attributor`] (not pinned: they also go when the
+    /// process dies). They only observe: they never refuse a socket operation.
+    pub ebpf_cgroup: Option<PathBuf>,
+    /// Entries of each eBPF flow and socket map (65536; about 40 bytes each). Least recently
+    /// used entries are evicted when a map is full.
+    pub ebpf_max_flows: u32,
+    /// Entries of the eBPF process map (8192; about 800 bytes each, with the executable path).
+    pub ebpf_max_processes: u32,
 }
 
 impl Default for AttributionConfig {
@@ -201,6 +246,9 @@ impl Default for AttributionConfig {
             scan_budget_per_second: Duration::from_millis(250),
             scan_burst: Duration::from_millis(200),
             max_processes: 4096,
+            ebpf_cgroup: None,
+            ebpf_max_flows: 65_536,
+            ebpf_max_processes: 8192,
         }
     }
 }
@@ -218,6 +266,50 @@ pub enum AttributionError {
     /// `CAP_NET_ADMIN` is not required for lookups).
     #[error("cannot open the sock_diag netlink socket")]
     Netlink(#[source] std::io::Error),
+    /// The eBPF programs could not be loaded or attached to [`AttributionConfig::ebpf_cgroup`]
+    /// (missing privileges, a path that is not a cgroup2 directory, a kernel without BTF or
+    /// the hooks, or a verifier refusal, whose log is in the source). Nothing stays attached;
+    /// the caller may retry without eBPF.
+    #[error("eBPF attribution: cannot {action} (cgroup {})", cgroup.display())]
+    Ebpf {
+        /// The step that failed.
+        action: &'static str,
+        /// The cgroup directory it was for.
+        cgroup: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The state of the eBPF source, for diagnostics ([`Attributor::ebpf_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EbpfStatus {
+    /// The cgroup the programs are attached to.
+    pub cgroup: PathBuf,
+    /// Programs loaded and attached.
+    pub programs: usize,
+    /// Entries now in the flow map, the socket map and the process map.
+    pub flow_entries: usize,
+    /// See `flow_entries`.
+    pub socket_entries: usize,
+    /// See `flow_entries`.
+    pub process_entries: usize,
+    /// The capacity of the flow map and of the socket map.
+    pub max_flows: u32,
+    /// The capacity of the process map.
+    pub max_processes: u32,
+    /// Socket owners, flows and processes recorded by the kernel since attaching.
+    pub sockets_recorded: u64,
+    /// See `sockets_recorded`.
+    pub flows_recorded: u64,
+    /// See `sockets_recorded`.
+    pub processes_recorded: u64,
+    /// Processes whose executable path could not be recorded.
+    pub exe_unread: u64,
+    /// Map updates the kernel refused.
+    pub update_failures: u64,
 }
 
 /// Finds the process behind connections. One per verdict thread: it is `Send`, not shared,
@@ -228,9 +320,13 @@ pub struct Attributor {
 }
 
 impl Attributor {
-    /// Opens the kernel interfaces. The sock_diag socket belongs to the *calling thread's*
-    /// network namespace: only sockets of that namespace are found, whichever thread later
-    /// calls [`attribute`](Self::attribute).
+    /// Opens the kernel interfaces, and attaches the eBPF programs when
+    /// [`AttributionConfig::ebpf_cgroup`] is set (failing with [`AttributionError::Ebpf`]
+    /// rather than running without them). The sock_diag socket belongs to the *calling
+    /// thread's* network namespace: only sockets of that namespace are found, whichever
+    /// thread later calls [`attribute`](Self::attribute). eBPF records sockets of every
+    /// namespace; flows are matched by addresses, so keep the addresses of the namespaces
+    /// whose processes share the cgroup apart.
     pub fn new(config: AttributionConfig) -> Result<Attributor, AttributionError> {
         imp::Attributor::new(config).map(|inner| Attributor { inner })
     }
@@ -244,6 +340,12 @@ impl Attributor {
     /// Counters since this attributor was made.
     pub fn stats(&self) -> AttributionStats {
         self.inner.stats()
+    }
+
+    /// The eBPF source's maps and kernel-side counters, or `None` without eBPF. Counting the
+    /// entries walks every map (one system call per entry): for diagnostics, not per packet.
+    pub fn ebpf_status(&self) -> Option<EbpfStatus> {
+        self.inner.ebpf_status()
     }
 }
 

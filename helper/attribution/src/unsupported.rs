@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Attribution, AttributionConfig, AttributionError, AttributionStats, Flow};
+use crate::{Attribution, AttributionConfig, AttributionError, AttributionStats, EbpfStatus, Flow};
 
 /// Has no values: [`Attributor::new`] always fails here.
 #[derive(Debug)]
@@ -22,6 +22,10 @@ impl Attributor {
     }
 
     pub(crate) fn stats(&self) -> AttributionStats {
+        match *self {}
+    }
+
+    pub(crate) fn ebpf_status(&self) -> Option<EbpfStatus> {
         match *self {}
     }
 }

@@ -530,7 +530,19 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Like other command-line tools, end quietly when the reader of our output goes away
+/// (`portcullisctl … | head`) instead of failing on the broken pipe.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE at start, before any thread or
+    // output exists; no Rust state is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -115,6 +115,9 @@ pub fn status(resp: &Response, json: bool) {
         ),
         EnforcementState::Off { reason } => println!("Enforcement: off ({reason})"),
     }
+    if let Some(how) = &s.attribution {
+        println!("Attribution: {}", clean(how));
+    }
     println!(
         "Apps: {}  Rules: {}  Clients: {}",
         s.apps, s.rules, s.clients

@@ -19,6 +19,30 @@ pub struct Config {
     /// Packet interception.
     #[serde(default)]
     pub intercept: InterceptSection,
+    /// Process attribution.
+    #[serde(default)]
+    pub attribution: AttributionSection,
+}
+
+/// The `[attribution]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributionSection {
+    /// Record sockets with eBPF programs attached to a cgroup (default true): processes that
+    /// exit right after connecting are still attributed, and lookups are cheaper. Without it
+    /// (or if attaching fails) the helper looks sockets up with sock_diag and /proc only.
+    pub ebpf: bool,
+    /// The cgroup2 directory to attach to; default: the cgroup2 root (every process).
+    pub ebpf_cgroup: Option<std::path::PathBuf>,
+}
+
+impl Default for AttributionSection {
+    fn default() -> Self {
+        AttributionSection {
+            ebpf: true,
+            ebpf_cgroup: None,
+        }
+    }
 }
 
 /// The `[intercept]` table.

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
@@ -61,6 +62,8 @@ pub struct Shared {
 /// The running enforcement: rules installed, verdict thread answering.
 #[derive(Debug)]
 pub struct Enforcer {
+    /// How connections are attributed, for `status`.
+    pub attribution: String,
     config: InterceptConfig,
     rules: Option<InstalledRules>,
     stopper: QueueStopper,
@@ -71,18 +74,19 @@ impl Enforcer {
     /// Binds the queue, starts the verdict thread, then installs the rules that feed it.
     pub fn start(
         config: InterceptConfig,
+        ebpf_cgroup: Option<PathBuf>,
         shared: Shared,
         replies: Receiver<PromptReply>,
     ) -> anyhow::Result<Enforcer> {
         let queue = Queue::open(&config).context("cannot bind the packet queue")?;
         let stopper = queue.stopper();
-        let attributor =
-            Attributor::new(AttributionConfig::default()).context("cannot start attribution")?;
+        let (attributor, how) = start_attribution(ebpf_cgroup)?;
         let thread = std::thread::Builder::new()
             .name("verdicts".into())
             .spawn(move || VerdictLoop::new(queue, attributor, shared, replies).run())
             .context("cannot start the verdict thread")?;
         let mut enforcer = Enforcer {
+            attribution: how,
             config,
             rules: None,
             stopper,
@@ -147,6 +151,37 @@ impl Drop for Enforcer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts attribution: with eBPF on `ebpf_cgroup` when given, falling back to sock_diag and
+/// /proc (with a warning) when the programs cannot be attached. Returns how it attributes.
+fn start_attribution(ebpf_cgroup: Option<PathBuf>) -> anyhow::Result<(Attributor, String)> {
+    if let Some(cgroup) = ebpf_cgroup {
+        let config = AttributionConfig {
+            ebpf_cgroup: Some(cgroup.clone()),
+            ..AttributionConfig::default()
+        };
+        match Attributor::new(config) {
+            Ok(a) => {
+                tracing::info!(cgroup = %cgroup.display(), "eBPF attribution attached");
+                return Ok((
+                    a,
+                    format!(
+                        "eBPF on cgroup {}, then sock_diag and /proc",
+                        cgroup.display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "eBPF attribution unavailable; using sock_diag and /proc");
+                let a = Attributor::new(AttributionConfig::default())
+                    .context("cannot start attribution")?;
+                return Ok((a, format!("sock_diag and /proc (eBPF unavailable: {e})")));
+            }
+        }
+    }
+    let a = Attributor::new(AttributionConfig::default()).context("cannot start attribution")?;
+    Ok((a, "sock_diag and /proc (eBPF off)".to_string()))
 }
 
 /// A name for people from an app identity.

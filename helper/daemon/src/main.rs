@@ -47,6 +47,12 @@ struct Placement {
     /// IPC socket. Default: /run/portcullis/helper.sock.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// The cgroup2 directory whose processes eBPF attributes. Default: the cgroup2 root.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_ebpf")]
+    ebpf_cgroup: Option<PathBuf>,
+    /// Attribute with sock_diag and /proc only, without eBPF.
+    #[arg(long)]
+    no_ebpf: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +72,8 @@ pub struct Resolved {
     pub group: String,
     /// Packet interception.
     pub intercept: config::InterceptSection,
+    /// Process attribution.
+    pub attribution: config::AttributionSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -94,6 +102,10 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
             .group
             .unwrap_or_else(|| paths::DEFAULT_GROUP.to_string()),
         intercept: config.intercept,
+        attribution: config::AttributionSection {
+            ebpf: config.attribution.ebpf && !p.no_ebpf,
+            ebpf_cgroup: p.ebpf_cgroup.clone().or(config.attribution.ebpf_cgroup),
+        },
     })
 }
 

@@ -102,6 +102,7 @@ mod tests {
                 enabled: false,
                 ..crate::config::InterceptSection::default()
             },
+            attribution: crate::config::AttributionSection::default(),
         }
     }
 

@@ -109,6 +109,15 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             )
         };
         let replies = replies.context("the prompt answers channel was already taken")?;
+        let ebpf_cgroup = if resolved.attribution.ebpf {
+            resolved
+                .attribution
+                .ebpf_cgroup
+                .clone()
+                .or_else(portcullis_attribution::cgroup2_mount)
+        } else {
+            None
+        };
         let config = InterceptConfig {
             queue_num: resolved.intercept.queue_num,
             mark_mask: resolved.intercept.mark_mask,
@@ -122,11 +131,18 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             events: events.clone(),
             new_apps,
         };
-        let started = tokio::task::spawn_blocking(move || Enforcer::start(config, shared, replies))
-            .await
-            .context("the enforcement start-up failed")??;
+        let started = tokio::task::spawn_blocking(move || {
+            Enforcer::start(config, ebpf_cgroup, shared, replies)
+        })
+        .await
+        .context("the enforcement start-up failed")??;
+        let started_how = started.attribution.clone();
         *enforcer.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
-        lock(&service).set_enforcement(EnforcementState::Enforcing);
+        {
+            let mut svc = lock(&service);
+            svc.set_enforcement(EnforcementState::Enforcing);
+            svc.set_attribution(started_how);
+        }
         tracing::info!("enforcing");
     }
     let make_profiles = tokio::spawn(make_new_profiles(service.clone(), new_apps_rx));

@@ -39,4 +39,7 @@ pub struct Status {
     pub rules: u32,
     /// Clients connected right now (this one included).
     pub clients: u32,
+    /// How connections are attributed to processes (eBPF, sock_diag, /proc), when enforcing.
+    #[serde(default)]
+    pub attribution: Option<String>,
 }

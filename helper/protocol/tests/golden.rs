@@ -59,6 +59,7 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
         apps: 3,
         rules: 2,
         clients: 1,
+        attribution: Some("eBPF on cgroup /sys/fs/cgroup, then sock_diag and /proc".into()),
     };
     let explanation = Explanation {
         verdict: Verdict::Block,

@@ -1,17 +1,26 @@
 //! The Linux attributor: a lookup runs through stages, each answering what it can.
 //!
-//! 1. *(next increment)* eBPF socket records: cgroup hooks note each socket's owner when it is
-//!    created or connects, so a process that exited at once is still named. It will sit in
-//!    front of the stages below and answer with the same [`Attribution`].
-//! 2. [`sock_diag`]: the kernel's exact lookup of the 4-tuple gives the socket's uid and inode;
-//!    for inbound flows and UDP, a second lookup with the remote as wildcard finds listening
-//!    and unconnected sockets.
+//! 1. [`ebpf`] (when configured): the flow's record in the kernel's maps, made as the socket
+//!    connected or sent. A record of an open socket, made by the process that connected or
+//!    sent, answers at once: its owner's pid and start time go to stage 4, and if that process
+//!    has exited unseen, the kernel's own record of it (comm, parent, executable path) is the
+//!    description. Records of listeners, bound and accepted sockets, and of sockets already
+//!    closed, are held back: they answer only if the stages below cannot (the holder of a
+//!    socket-activated listener is not who called `listen()`; a closed socket's addresses may
+//!    belong to a new socket by now).
+//! 2. [`sock_diag`]: the kernel's exact lookup of the 4-tuple gives the socket's uid, inode
+//!    and cookie; for inbound flows and UDP, a second lookup with the remote as wildcard finds
+//!    listening and unconnected sockets. With eBPF, an outbound socket's cookie names its
+//!    owner directly (a connected UDP socket, whose port was chosen after the connect hook).
 //! 3. [`inodes`]: the inode's holder from `/proc/*/fd`, cached, re-checked, budgeted.
-//! 4. [`processes`]: the holder's description, cached by pid and start time.
+//! 4. [`processes`]: the holder's description, cached by pid and start time; a process is
+//!    read as soon as an eBPF record names it and it still runs, so that it can be described
+//!    fully even after it exits.
 //!
 //! Failures never escape: they are counted, logged at DEBUG without addresses, and weaken the
 //! answer. Addresses and paths appear only in TRACE events.
 
+mod ebpf;
 mod identity;
 mod inodes;
 mod pidfd;
@@ -19,13 +28,17 @@ mod processes;
 mod procfs;
 mod sock_diag;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::{
-    Attribution, AttributionConfig, AttributionError, AttributionStats, Direction, Flow, Protocol,
+    AppIdentity, Attribution, AttributionConfig, AttributionError, AttributionStats, Direction,
+    EbpfStatus, Flow, ProcessInfo, Protocol,
 };
+use ebpf::{EbpfSource, FlowVal, MapSizes};
 use inodes::{IndexConfig, InodeIndex, Owner};
 use processes::ProcessCache;
 use procfs::ProcFs;
@@ -37,12 +50,48 @@ pub(crate) struct Attributor {
     diag: SockDiag,
     inodes: InodeIndex,
     processes: ProcessCache,
+    ebpf: Option<EbpfStage>,
     stats: AttributionStats,
+}
+
+/// The eBPF source with what it needs to name owners.
+#[derive(Debug)]
+struct EbpfStage {
+    source: EbpfSource,
+    /// The cookie of the network namespace the sock_diag socket sees: flows of other
+    /// namespaces are not ours.
+    netns: u64,
+    /// Descriptions built from kernel records of processes that exited unseen.
+    recorded: HashMap<ebpf::Owner, Arc<ProcessInfo>>,
+    max_recorded: usize,
+    /// Nanoseconds per clock tick of `/proc/PID/stat`'s start time.
+    ns_per_tick: u64,
 }
 
 impl Attributor {
     pub(crate) fn new(config: AttributionConfig) -> Result<Attributor, AttributionError> {
         let diag = SockDiag::open(config.netlink_timeout).map_err(AttributionError::Netlink)?;
+        let ebpf = match &config.ebpf_cgroup {
+            None => None,
+            Some(cgroup) => {
+                let netns = diag.netns_cookie().map_err(|e| AttributionError::Ebpf {
+                    action: "read the network namespace cookie",
+                    cgroup: cgroup.clone(),
+                    source: Box::new(e),
+                })?;
+                let sizes = MapSizes {
+                    flows: config.ebpf_max_flows,
+                    processes: config.ebpf_max_processes,
+                };
+                Some(EbpfStage {
+                    source: EbpfSource::attach(cgroup, sizes)?,
+                    netns,
+                    recorded: HashMap::new(),
+                    max_recorded: config.max_processes.max(1),
+                    ns_per_tick: ns_per_tick(),
+                })
+            }
+        };
         let procfs = ProcFs::new(config.proc_root);
         let index = IndexConfig {
             negative_ttl: config.negative_ttl,
@@ -53,6 +102,7 @@ impl Attributor {
             diag,
             inodes: InodeIndex::new(procfs.clone(), &index, Instant::now()),
             processes: ProcessCache::new(procfs, config.passwd, config.max_processes),
+            ebpf,
             stats: AttributionStats::default(),
         })
     }
@@ -76,6 +126,19 @@ impl Attributor {
                     app = %info.app.key(),
                     micros = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX),
                     "attributed"
+                );
+            }
+            Attribution::Exited { pid, uid, comm } => {
+                self.stats.sockets_found += 1;
+                tracing::trace!(
+                    protocol = %flow.protocol,
+                    direction = ?flow.direction,
+                    local = %flow.local,
+                    remote = %flow.remote,
+                    pid,
+                    uid,
+                    comm = %comm,
+                    "owner exited unnamed"
                 );
             }
             Attribution::SocketOnly { uid, inode } => {
@@ -112,14 +175,68 @@ impl Attributor {
             full_scans: c.full_scans,
             scans_throttled: c.throttled,
             scan_time: c.scan_time,
+            ebpf_errors: self.ebpf.as_ref().map_or(0, |e| e.source.errors),
             ..self.stats
         }
     }
 
+    pub(crate) fn ebpf_status(&self) -> Option<EbpfStatus> {
+        self.ebpf.as_ref().map(|e| e.source.status())
+    }
+
     fn lookup(&mut self, flow: &Flow, now: Instant) -> Attribution {
-        let Some(socket) = self.find_socket(flow) else {
+        let flow = Flow {
+            local: canonical(flow.local),
+            remote: canonical(flow.remote),
+            ..*flow
+        };
+        // Stage 1: eBPF records.
+        let mut held_back: Option<FlowVal> = None;
+        if let Some(stage) = self.ebpf.as_mut() {
+            for key in ebpf::candidate_keys(&flow, stage.netns) {
+                let Some(record) = stage.source.flow(&key) else {
+                    continue;
+                };
+                if record.kind().is_direct() && stage.source.socket_owner(record.cookie).is_some() {
+                    self.stats.ebpf_hits += 1;
+                    return self.describe(&record.owner);
+                }
+                held_back.get_or_insert(record);
+            }
+        }
+        let Some(socket) = self.find_socket(&flow) else {
+            // No socket any more: the process closed it or exited. The record names it.
+            if let Some(record) = held_back {
+                self.stats.ebpf_closed_hits += 1;
+                return self.describe(&record.owner);
+            }
             return Attribution::NotFound;
         };
+        // The cookie of an outbound socket names whoever connected or sent with it.
+        let cookie_owner = self.ebpf.as_mut().and_then(|stage| {
+            stage.source.socket_owner(socket.cookie).or_else(|| {
+                held_back
+                    .filter(|r| r.cookie == socket.cookie)
+                    .map(|r| r.owner)
+            })
+        });
+        if flow.direction == Direction::Outbound
+            && let Some(owner) = cookie_owner
+        {
+            self.stats.ebpf_cookie_hits += 1;
+            return self.describe(&owner);
+        }
+        let answer = self.holder_from_procfs(socket, now);
+        if let (Attribution::SocketOnly { .. }, Some(owner)) = (&answer, cookie_owner) {
+            // The holder could not be found: the recorded owner of this very socket.
+            self.stats.ebpf_cookie_hits += 1;
+            return self.describe(&owner);
+        }
+        answer
+    }
+
+    /// Stages 3 and 4 for a socket sock_diag found.
+    fn holder_from_procfs(&mut self, socket: DiagSocket, now: Instant) -> Attribution {
         let inode = u64::from(socket.inode);
         let socket_only = Attribution::SocketOnly {
             uid: socket.uid,
@@ -145,14 +262,69 @@ impl Attributor {
         }
     }
 
-    /// The socket of `flow`, if the kernel has one with a file (inode ≠ 0).
+    /// Names the process an eBPF record calls `owner`: as it is now if it still runs (and is
+    /// the same process: same start time), as it was described while it ran, or from the
+    /// kernel's record of it.
+    fn describe(&mut self, owner: &ebpf::Owner) -> Attribution {
+        let Some(stage) = self.ebpf.as_mut() else {
+            return Attribution::NotFound;
+        };
+        let start_time = owner.start_ns / stage.ns_per_tick.max(1);
+        if let Some((info, cached)) = self.processes.get_started(owner.tgid, start_time) {
+            if cached {
+                self.stats.process_cache_hits += 1;
+            }
+            return Attribution::Process(info);
+        }
+        if let Some(info) = stage.recorded.get(owner) {
+            self.stats.process_cache_hits += 1;
+            return Attribution::Process(Arc::clone(info));
+        }
+        let Some(record) = stage.source.process(owner) else {
+            return Attribution::Exited {
+                pid: owner.tgid,
+                uid: owner.uid,
+                comm: String::new(),
+            };
+        };
+        let Some(exe) = record.exe else {
+            return Attribution::Exited {
+                pid: owner.tgid,
+                uid: owner.uid,
+                comm: record.comm,
+            };
+        };
+        let info = Arc::new(ProcessInfo {
+            pid: owner.tgid,
+            start_time,
+            app: AppIdentity::Executable(exe.clone()),
+            exe,
+            exe_deleted: false,
+            cmdline: Vec::new(),
+            uid: owner.uid,
+            user: self.processes.user_name(owner.uid),
+            parents: self.processes.parents_of_exited(record.ppid, start_time),
+            cgroup: String::new(),
+            comm: record.comm,
+            partial: true,
+        });
+        self.stats.recorded_descriptions += 1;
+        if stage.recorded.len() >= stage.max_recorded {
+            stage.recorded.clear();
+        }
+        stage.recorded.insert(*owner, Arc::clone(&info));
+        Attribution::Process(info)
+    }
+
+    /// The socket of `flow` (canonical addresses), if the kernel has one with a file
+    /// (inode ≠ 0).
     fn find_socket(&mut self, flow: &Flow) -> Option<DiagSocket> {
         let protocol = match flow.protocol {
             Protocol::Tcp => DiagProtocol::Tcp,
             Protocol::Udp => DiagProtocol::Udp,
             Protocol::Icmp => return None,
         };
-        let (local, remote) = (canonical(flow.local), canonical(flow.remote));
+        let (local, remote) = (flow.local, flow.remote);
         if local.is_ipv4() != remote.is_ipv4() {
             return None;
         }
@@ -201,6 +373,16 @@ fn unspecified(addr: SocketAddr) -> SocketAddr {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     }
+}
+
+/// Nanoseconds per clock tick of `/proc/PID/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+fn ns_per_tick() -> u64 {
+    // SAFETY: sysconf takes a constant and only returns a value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks)
+        .ok()
+        .filter(|&t| t > 0)
+        .map_or(10_000_000, |t| 1_000_000_000 / t)
 }
 
 /// See [`crate::cgroup2_mount`].

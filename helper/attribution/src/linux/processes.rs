@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use super::identity::{FlatpakInfo, IdentityFacts, flatpak_from_cgroup, identify};
 use super::pidfd::PidFd;
-use super::procfs::{ProcFs, parse_passwd, read_text, split_deleted};
+use super::procfs::{ProcFs, Stat, parse_passwd, read_text, split_deleted};
 use crate::ProcessInfo;
 
 /// Most ancestors recorded in [`ProcessInfo::parents`].
@@ -88,7 +88,7 @@ impl ProcessCache {
             }
             return Ok((Arc::clone(&cached.info), true));
         }
-        let info = Arc::new(self.read(pid, stat.start_time, stat.ppid, &exe_raw)?);
+        let info = Arc::new(self.read(&stat, &exe_raw)?);
         // Re-read the start time: if the pid was recycled while we read, what we read may mix
         // two processes.
         if self.procfs.stat(pid)?.start_time != stat.start_time {
@@ -130,13 +130,8 @@ impl ProcessCache {
         self.by_pid.retain(|_, c| c.last_used >= cutoff);
     }
 
-    fn read(
-        &mut self,
-        pid: u32,
-        start_time: u64,
-        ppid: u32,
-        exe_raw: &OsStr,
-    ) -> io::Result<ProcessInfo> {
+    fn read(&mut self, stat: &Stat, exe_raw: &OsStr) -> io::Result<ProcessInfo> {
+        let pid = stat.pid;
         let (exe, exe_deleted) = split_deleted(exe_raw);
         let cmdline = self.procfs.cmdline(pid)?;
         let uid = self.procfs.effective_uid(pid)?;
@@ -167,16 +162,66 @@ impl ProcessCache {
         });
         Ok(ProcessInfo {
             pid,
-            start_time,
+            start_time: stat.start_time,
             exe,
             exe_deleted,
             cmdline,
             uid,
             user: self.users.name(uid),
-            parents: self.parents(ppid),
+            parents: self.parents(stat.ppid),
             cgroup,
             app,
+            comm: stat.comm.clone(),
+            partial: false,
         })
+    }
+
+    /// The process `pid` that started at `start_time` (clock ticks after boot): read now if it
+    /// still runs (and cached, so that it can still be named after it exits), or as it was
+    /// described while it ran if it has exited since. `None` if it exited unseen, or if `pid`
+    /// now belongs to another process. The `bool` says whether the answer came from the cache.
+    pub(crate) fn get_started(
+        &mut self,
+        pid: u32,
+        start_time: u64,
+    ) -> Option<(Arc<ProcessInfo>, bool)> {
+        let remembered = self
+            .by_pid
+            .get(&pid)
+            .filter(|c| c.start_time == start_time)
+            .map(|c| Arc::clone(&c.info));
+        // Described before: `get` revalidates it (a pidfd poll and the exe link when it still
+        // runs). Otherwise it is read only if `stat` shows the pid is still that process.
+        let runs = remembered.is_some()
+            || self
+                .procfs
+                .stat(pid)
+                .is_ok_and(|stat| stat.start_time == start_time);
+        if runs
+            && let Ok((info, cached)) = self.get(pid)
+            && info.start_time == start_time
+        {
+            return Some((info, cached));
+        }
+        // It exited (or was replaced while it was read): the description from when it ran.
+        let info = remembered?;
+        Some((info, true))
+    }
+
+    /// The user name of `uid`, from the passwd file.
+    pub(crate) fn user_name(&mut self, uid: u32) -> Option<String> {
+        self.users.name(uid)
+    }
+
+    /// The ancestors of a process that started at `start_time` and whose parent was `ppid`:
+    /// [`parents`](Self::parents) if that pid still belongs to a process at least as old,
+    /// else only the pid (its process is gone, and the pid may name another one now).
+    pub(crate) fn parents_of_exited(&self, ppid: u32, start_time: u64) -> Vec<(u32, PathBuf)> {
+        match self.procfs.stat(ppid) {
+            Ok(stat) if stat.start_time <= start_time => self.parents(ppid),
+            _ if ppid == 0 => Vec::new(),
+            _ => vec![(ppid, PathBuf::new())],
+        }
     }
 
     /// The ancestors from `ppid` up to pid 1, at most [`MAX_PARENTS`]; an ancestor whose
@@ -265,6 +310,44 @@ mod tests {
         let (again, cached) = cache.get(me).unwrap();
         assert!(cached);
         assert!(Arc::ptr_eq(&info, &again));
+    }
+
+    #[test]
+    fn get_started_names_only_the_process_that_started_then() {
+        let mut cache =
+            ProcessCache::new(ProcFs::new("/proc".into()), PathBuf::from("/etc/passwd"), 8);
+        let me = std::process::id();
+        let start = ProcFs::new("/proc".into()).stat(me).unwrap().start_time;
+        let (info, cached) = cache.get_started(me, start).unwrap();
+        assert_eq!((info.pid, cached), (me, false));
+        assert!(!info.partial);
+        assert!(!info.comm.is_empty());
+        assert!(
+            cache.get_started(me, start).unwrap().1,
+            "now from the cache"
+        );
+        // Another start time: the pid names another process than the one recorded.
+        assert!(cache.get_started(me, start + 1).is_none());
+        assert!(cache.get_started(me, start.wrapping_sub(1)).is_none());
+
+        // A child described while it ran is still described after it exits.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let child_start = ProcFs::new("/proc".into()).stat(pid).unwrap().start_time;
+        let (seen, _) = cache.get_started(pid, child_start).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (after, cached) = cache.get_started(pid, child_start).unwrap();
+        assert!(cached);
+        assert!(Arc::ptr_eq(&seen, &after));
+        // Never seen and gone: nothing.
+        let mut other = std::process::Command::new("true").spawn().unwrap();
+        let other_pid = other.id();
+        other.wait().unwrap();
+        assert!(cache.get_started(other_pid, 1).is_none());
     }
 
     #[test]

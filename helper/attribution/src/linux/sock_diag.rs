@@ -83,6 +83,8 @@ pub(crate) struct DiagSocket {
     pub local: SocketAddr,
     /// The peer's address (unspecified for listening and unconnected sockets).
     pub remote: SocketAddr,
+    /// The socket's cookie (what eBPF programs key sockets by).
+    pub cookie: u64,
 }
 
 /// What the kernel answered to one request.
@@ -314,6 +316,8 @@ pub(crate) fn parse_diag_msg(payload: &[u8]) -> Result<DiagSocket, ParseError> {
     let src = array::<16>(id, 4).ok_or_else(short)?;
     let dst = array::<16>(id, 20).ok_or_else(short)?;
     let interface = u32_ne(id, 36).ok_or_else(short)?;
+    let cookie_low = u32_ne(id, 40).ok_or_else(short)?;
+    let cookie_high = u32_ne(id, 44).ok_or_else(short)?;
     let ip = |raw: [u8; 16]| -> Result<IpAddr, ParseError> {
         match i32::from(family) {
             libc::AF_INET => {
@@ -336,6 +340,7 @@ pub(crate) fn parse_diag_msg(payload: &[u8]) -> Result<DiagSocket, ParseError> {
         remote: sockaddr(ip(dst)?, dport),
         uid: field(after_id + 12)?,
         inode: field(after_id + 16)?,
+        cookie: u64::from(cookie_high) << 32 | u64::from(cookie_low),
     })
 }
 
@@ -499,6 +504,33 @@ impl SockDiag {
     }
 }
 
+/// `SO_NETNS_COOKIE` from `asm-generic/socket.h` (Linux 5.14+; not in the libc crate).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+impl SockDiag {
+    /// The cookie of the network namespace this socket was opened in (what eBPF programs get
+    /// from `bpf_get_netns_cookie`).
+    pub(crate) fn netns_cookie(&self) -> io::Result<u64> {
+        let mut cookie = 0_u64;
+        let mut len = socklen::<u64>();
+        // SAFETY: `cookie` and `len` are valid for writes and describe an 8-byte buffer, which
+        // is what the kernel writes for this option.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&raw mut cookie).cast(),
+                &raw mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(cookie)
+    }
+}
+
 /// The kernel's netlink address.
 fn kernel_addr() -> libc::sockaddr_nl {
     // SAFETY: an all-zero sockaddr_nl is a valid value.
@@ -535,7 +567,8 @@ mod tests {
         msg.extend_from_slice(&addr_bytes(s.local.ip()));
         msg.extend_from_slice(&addr_bytes(s.remote.ip()));
         msg.extend_from_slice(&0_u32.to_ne_bytes()); // if
-        msg.extend_from_slice(&[0xaa; 8]); // cookie
+        msg.extend_from_slice(&(s.cookie as u32).to_ne_bytes()); // cookie, low half first
+        msg.extend_from_slice(&((s.cookie >> 32) as u32).to_ne_bytes());
         msg.extend_from_slice(&0_u32.to_ne_bytes()); // expires
         msg.extend_from_slice(&0_u32.to_ne_bytes()); // rqueue
         msg.extend_from_slice(&0_u32.to_ne_bytes()); // wqueue
@@ -564,6 +597,7 @@ mod tests {
             inode: 424_242,
             local: v4("10.0.0.1:40000"),
             remote: v4("10.0.0.2:443"),
+            cookie: 0x1122_3344_5566_7788,
         }
     }
 

@@ -45,6 +45,7 @@ pub struct Service {
     started: Instant,
     events: broadcast::Sender<Event>,
     enforcement: EnforcementState,
+    attribution: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ErrorFrame {
@@ -158,6 +159,7 @@ impl Service {
             started: Instant::now(),
             events,
             enforcement,
+            attribution: None,
         })
     }
 
@@ -185,6 +187,11 @@ impl Service {
     /// The answers channel's receiving end, for the verdict thread (once).
     pub fn take_prompt_replies(&mut self) -> Option<std::sync::mpsc::Receiver<PromptReply>> {
         self.prompt_replies.take()
+    }
+
+    /// Records how connections are attributed, for `status`.
+    pub fn set_attribution(&mut self, how: String) {
+        self.attribution = Some(how);
     }
 
     /// Records the enforcement state that `status` reports.
@@ -627,6 +634,7 @@ impl Service {
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
             enforcement: self.enforcement.clone(),
+            attribution: self.attribution.clone(),
             apps: u32::try_from(self.snapshot.apps.len()).unwrap_or(u32::MAX),
             rules,
             clients,
