@@ -4,9 +4,13 @@
 //! Command lines (the contract with `helper/daemon` and `helper/ctl`):
 //!
 //! ```text
-//! portcullisd run --state-dir <lab>/helperK/state --socket <lab>/helperK/helper.sock [--config F] [ARGS…]
+//! portcullisd run --state-dir <lab>/helperK/state --socket <lab>/helperK/helper.sock [--config F] [--ebpf-cgroup <lab cgroup>] [ARGS…]
 //! portcullisctl --socket <lab>/helperK/helper.sock [--json] ARGS…
 //! ```
+//!
+//! `--ebpf-cgroup <lab cgroup>` ([`crate::Lab::cgroup`]) is always passed unless `ARGS` already
+//! hold `--ebpf-cgroup` or `--no-ebpf`: the helper's eBPF programs go to the lab's own cgroup,
+//! never the root cgroup. Both binaries run inside the lab's cgroup, as everything the lab starts.
 //!
 //! The lab creates `helperK/` (mode 0755) but not `state/`: creating its state directory on first
 //! start is the daemon's job, and part of what the tests exercise.
@@ -40,7 +44,9 @@ pub struct HelperOpts {
     pub config: Option<PathBuf>,
     /// Written to `<helper dir>/config.toml` and passed as `--config` (wins over `config`).
     pub config_toml: Option<String>,
-    /// Extra arguments after the standard ones.
+    /// Extra arguments after the standard ones. `--ebpf-cgroup <lab cgroup>` is added unless
+    /// these hold `--ebpf-cgroup` (another group, e.g. one the test made below the lab's) or
+    /// `--no-ebpf`.
     pub args: Vec<String>,
     /// Extra environment variables for the daemon (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
@@ -135,6 +141,11 @@ impl Ns {
     }
 }
 
+/// Whether a daemon argument already says where eBPF goes (or that it is off).
+fn chooses_ebpf(arg: &str) -> bool {
+    arg == "--no-ebpf" || arg == "--ebpf-cgroup" || arg.starts_with("--ebpf-cgroup=")
+}
+
 impl Helper {
     fn start(&mut self) {
         let mut args: Vec<&OsStr> = vec![
@@ -147,6 +158,10 @@ impl Helper {
         if let Some(config) = &self.config {
             args.push(OsStr::new("--config"));
             args.push(config.as_os_str());
+        }
+        if !self.opts.args.iter().any(|a| chooses_ebpf(a)) {
+            args.push(OsStr::new("--ebpf-cgroup"));
+            args.push(self.ns.cgroup().as_os_str());
         }
         args.extend(self.opts.args.iter().map(OsStr::new));
         let mut cmd = self.ns.cmd(&self.daemon_bin, args);

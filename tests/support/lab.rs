@@ -1,10 +1,12 @@
 //! The lab itself: two namespaces joined by a veth pair ([`Lab`]), the handle on each side
 //! ([`Ns`]) and everything that runs inside them, and their teardown.
 //!
-//! A lab owns its namespaces, its directory (logs, app copies, helper state) and every process
-//! it spawned; `Drop` removes all of it, also during a panic, and never panics itself. The
-//! directory lives under `$PCL_LAB_DIR` (default `<tmp>/pcl-lab`), mode 0755 so that programs
-//! running as other users can reach app copies and sockets.
+//! A lab owns its namespaces, its directory (logs, app copies, helper state), its cgroup2 group
+//! and every process it spawned; `Drop` removes all of it, also during a panic, and never panics
+//! itself. The directory lives under `$PCL_LAB_DIR` (default `<tmp>/pcl-lab`), mode 0755 so that
+//! programs running as other users can reach app copies and sockets. The cgroup is
+//! `<cgroup2 mount>/pcl-<pid>-<N>-<name>`: every process the lab starts runs in it, and the
+//! helper attaches its eBPF programs to it (never to the root cgroup).
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::bins::lab_bin;
+use crate::cgroup::{self, LabCgroup};
 use crate::netns;
 use crate::process::{self, CmdOutput, LabProcess, ProcEntry};
 
@@ -100,6 +103,7 @@ fn sanitize(name: &str) -> String {
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
+    cgroup: LabCgroup,
     procs: Mutex<Vec<Arc<ProcEntry>>>,
     seq: AtomicU32,
 }
@@ -149,11 +153,17 @@ impl Ns {
         &self.shared.dir
     }
 
-    /// A command that runs `program args…` inside this namespace.
+    /// The lab's cgroup2 group (the same for both sides; see [`Lab::cgroup`]).
+    pub fn cgroup(&self) -> &Path {
+        self.shared.cgroup.path()
+    }
+
+    /// A command that runs `program args…` inside this namespace and the lab's cgroup.
     ///
-    /// The child joins the namespace with `setns` between fork and exec (no `nsenter` or
-    /// `ip netns exec` in between): its pid is the program's own, which the firewall needs to
-    /// attribute traffic, and `/sys` (with the cgroup mount) stays as it is.
+    /// The child joins the namespace with `setns` and the lab's cgroup (writing `0` to its
+    /// `cgroup.procs`) between fork and exec (no `nsenter` or `ip netns exec` in between): its
+    /// pid is the program's own, which the firewall needs to attribute traffic, and `/sys`
+    /// (with the cgroup mount) stays as it is.
     pub fn cmd<S: AsRef<OsStr>>(
         &self,
         program: impl AsRef<OsStr>,
@@ -165,7 +175,8 @@ impl Ns {
         cmd
     }
 
-    /// Makes `cmd` run inside this namespace (idempotent).
+    /// Makes `cmd` run inside this namespace and the lab's cgroup (idempotent). A command that
+    /// an earlier `pre_exec` already moved to another cgroup (a test's own) stays there.
     fn enter(&self, cmd: &mut Command) {
         netns::enter_in_child(cmd, &self.name).unwrap_or_else(|e| {
             panic!(
@@ -173,6 +184,7 @@ impl Ns {
                 self.name
             )
         });
+        self.shared.cgroup.join_in_child(cmd);
     }
 
     /// Runs `program args…` in this namespace to completion; panics with its output unless it
@@ -195,8 +207,8 @@ impl Ns {
         }
     }
 
-    /// Runs `cmd` in this namespace to completion (at most 60 s) and returns what happened; a
-    /// non-zero exit is not an error here.
+    /// Runs `cmd` in this namespace (and the lab's cgroup) to completion (at most 60 s) and
+    /// returns what happened; a non-zero exit is not an error here.
     pub fn output(&self, mut cmd: Command) -> CmdOutput {
         self.enter(&mut cmd);
         process::output_with_timeout(cmd, CMD_TIMEOUT)
@@ -204,7 +216,8 @@ impl Ns {
 
     /// Starts `cmd` in this namespace and registers it with the lab, which stops it at teardown.
     ///
-    /// The command always joins this namespace, even if it was built with `Command::new`.
+    /// The command always joins this namespace and the lab's cgroup, even if it was built with
+    /// `Command::new`.
     /// Stdin is null; stdout and stderr go to files in the lab's `logs/` directory (see
     /// [`LabProcess::logs`]), replacing whatever `cmd` had.
     pub fn spawn(&self, mut cmd: Command) -> LabProcess {
@@ -340,10 +353,13 @@ fn listening(port: u16, proto: Proto) -> bool {
 /// | default routes | via the server | via the client |
 ///
 /// `N` (1..=250) is unique among the labs alive in this process. Loopback is up on both sides
-/// and DAD is off, so addresses work at once. Creating a lab first sweeps leftovers of dead
-/// runs. Dropping it stops every process it spawned (SIGTERM, then SIGKILL), kills any other
-/// process still inside its namespaces, deletes both namespaces and removes its directory
-/// (kept if `PCL_LAB_KEEP=1`); during a panic it also prints the tail of every process's logs.
+/// and DAD is off, so addresses work at once. The lab also has its own cgroup2 group,
+/// `<cgroup2 mount>/pcl-<pid>-<N>-<name>` ([`Lab::cgroup`]): every process started through
+/// [`Ns`] runs in it, and [`Ns::start_helper`] passes it to the helper as `--ebpf-cgroup`.
+/// Creating a lab first sweeps leftovers of dead runs. Dropping it stops every process it
+/// spawned (SIGTERM, then SIGKILL), kills any other process still inside its namespaces or its
+/// cgroup, deletes both namespaces, removes the cgroup and its directory (kept if
+/// `PCL_LAB_KEEP=1`); during a panic it also prints the tail of every process's logs.
 #[derive(Debug)]
 #[must_use = "dropping a Lab tears it down at once"]
 pub struct Lab {
@@ -356,10 +372,19 @@ pub struct Lab {
 
 impl Lab {
     /// Builds a lab; `name` (sanitized, at most 16 characters) makes its namespaces easy to spot.
-    /// Panics with a clear message if anything fails (after removing what it made).
+    /// Panics with a clear message if anything fails (after removing what it made), also if the
+    /// host has no cgroup2 mount.
     pub fn new(name: &str) -> Lab {
+        let Some(cgroup_mount) = cgroup::cgroup2_mount() else {
+            panic!(
+                "no cgroup2 hierarchy is mounted (see /proc/self/mountinfo): the lab runs its \
+                 processes in a cgroup of its own, under /sys/fs/cgroup (pure v2) or \
+                 /sys/fs/cgroup/unified (hybrid); mount one, e.g. \
+                 `mount -t cgroup2 none /sys/fs/cgroup/unified`"
+            );
+        };
         let root = lab_root();
-        netns::sweep(&root);
+        netns::sweep(&root, &cgroup_mount);
         let index = alloc_index();
         let prefix = format!(
             "{}{}-{index}-{}",
@@ -375,8 +400,21 @@ impl Lab {
         }
         make_dir(&dir);
         make_dir(&dir.join("logs"));
+        let cgroup = match LabCgroup::create(&cgroup_mount, &prefix) {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                let _ignored = std::fs::remove_dir_all(&dir);
+                release_index(index);
+                panic!(
+                    "cannot create the lab's cgroup {}: {e} (needs root and a writable cgroup2 \
+                     mount)",
+                    cgroup_mount.join(&prefix).display()
+                );
+            }
+        };
         let shared = Arc::new(Shared {
             dir,
+            cgroup,
             procs: Mutex::new(Vec::new()),
             seq: AtomicU32::new(0),
         });
@@ -466,6 +504,14 @@ impl Lab {
         &self.shared.dir
     }
 
+    /// The lab's cgroup2 group, `<cgroup2 mount>/pcl-<pid>-<N>-<name>`: every process started
+    /// in either namespace runs in it, and the helper attaches its eBPF programs to it. Tests
+    /// may attach cgroup programs to it (or to groups they make below it), never elsewhere.
+    /// Removed at teardown, with whatever still runs inside.
+    pub fn cgroup(&self) -> &Path {
+        self.shared.cgroup.path()
+    }
+
     /// The client side: where the helper and the apps run.
     pub fn client(&self) -> &Ns {
         &self.client
@@ -549,6 +595,11 @@ impl Lab {
                     );
                 }
             }
+        }
+        // Anything still in the lab's cgroup was started by the lab (e.g. an orphan that left
+        // the namespaces): killed there, then the group goes.
+        if let Err(e) = self.shared.cgroup.remove() {
+            eprintln!("portcullis-lab: {e}");
         }
         if std::env::var_os("PCL_LAB_KEEP").is_some_and(|v| v == "1") {
             eprintln!(

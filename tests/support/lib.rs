@@ -9,10 +9,16 @@
 //! when it is dropped, also while a panic unwinds, and leftovers of aborted runs are swept when
 //! the next lab starts.
 //!
+//! Every lab also has a cgroup2 group of its own ([`Lab::cgroup`]); every process the lab starts
+//! joins it before `exec`, and the helper is always started with `--ebpf-cgroup <that group>`
+//! (unless a test passes `--ebpf-cgroup` or `--no-ebpf` itself): cgroup eBPF programs are
+//! attached only to a group the test created, never to the root cgroup.
+//!
 //! This crate must never change the machine's own (root) network namespace: every `ip` command
 //! it runs names a lab namespace (`ip -n`), both veth ends are created directly inside lab
-//! namespaces, and processes enter a namespace with `setns` before `exec`. It kills only
-//! processes it started (or that live inside a namespace it created in this run).
+//! namespaces, and processes enter a namespace with `setns` before `exec`. It moves processes
+//! into no cgroup but a lab's own, and kills only processes it started (or that live inside a
+//! namespace or cgroup it created in this run).
 //!
 //! Setup failures panic with a message that says what to fix: this is test infrastructure, and
 //! a failed setup must fail the test loudly.
@@ -38,12 +44,14 @@
 
 pub mod app_codes;
 mod bins;
+mod cgroup;
 mod helper;
 mod lab;
 mod netns;
 mod process;
 
 pub use bins::lab_bin;
+pub use cgroup::cgroup2_mount;
 pub use helper::{Helper, HelperOpts};
 pub use lab::{Lab, Ns, Proto, lab_root};
 pub use netns::{hold_sweeps, netns_list_with_prefix};

@@ -1,12 +1,13 @@
 //! Low-level network-namespace plumbing: `ip netns add/del`, `ip -n NAME …`, entering a
 //! namespace (per child with `setns` before `exec`, per thread for in-process work), finding
-//! the processes inside a namespace, and sweeping what aborted runs left behind.
+//! the processes inside a namespace, and sweeping what aborted runs left behind (their cgroups
+//! through [`crate::cgroup::sweep`]).
 //!
 //! Every `ip` invocation here names a namespace; there is deliberately no function that runs
 //! `ip` against the root namespace. Sweeping deletes only namespaces and lab directories named
 //! `pcl-<pid>-…` whose `<pid>` is not a live process, and kills only processes that such a lab
-//! recorded in its registry (pid and start time both matching); other processes found inside a
-//! leftover namespace are reported, not killed.
+//! recorded in its registry (pid and start time both matching) or that still live in its
+//! cgroup; other processes found inside a leftover namespace are reported, not killed.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -260,8 +261,6 @@ fn in_netns_inode(pid: u32, inode: u64) -> bool {
 /// Serializes sweeps within this process (tests run labs on parallel threads).
 static SWEEP: Mutex<()> = Mutex::new(());
 
-/// Removes what labs of dead processes left behind: their registered processes, their lab
-/// directories under `lab_root`, and their namespaces. Never panics; reports problems.
 /// Holds off every sweep in this process while the guard lives. The sweep self-test builds a
 /// fake dead run under it, so that a lab starting in a parallel test cannot sweep that run
 /// half-built (before its registry of processes exists).
@@ -270,7 +269,10 @@ pub fn hold_sweeps() -> std::sync::MutexGuard<'static, ()> {
     SWEEP.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-pub(crate) fn sweep(lab_root: &Path) {
+/// Removes what labs of dead processes left behind: their registered processes, their lab
+/// directories under `lab_root`, their cgroups under `cgroup_mount` (with the processes inside)
+/// and their namespaces. Never panics; reports problems.
+pub(crate) fn sweep(lab_root: &Path, cgroup_mount: &Path) {
     let _guard = hold_sweeps();
     let dead = |name: &str| owner_pid(name).is_some_and(|pid| !pid_alive(pid));
 
@@ -294,6 +296,10 @@ pub(crate) fn sweep(lab_root: &Path) {
             }
         }
     }
+
+    // Before the namespaces: what still runs in a dead run's cgroup is killed there, so that
+    // its namespaces empty.
+    crate::cgroup::sweep(cgroup_mount);
 
     for name in netns_list_with_prefix(PREFIX) {
         if !dead(&name) {

@@ -53,6 +53,12 @@ fn status_answers_as_json() {
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["pid"], helper.pid().unwrap());
     assert_eq!(status["enforcement"]["state"], "enforcing");
+    // eBPF attribution is attached to the lab's own cgroup, never the host's root cgroup.
+    let how = status["attribution"].as_str().unwrap_or_default();
+    assert!(
+        how.starts_with("eBPF on cgroup ") && how.contains(lab.cgroup().to_str().unwrap()),
+        "{how}"
+    );
     assert_eq!(
         status["apps"], 2,
         "the kernel and system DNS profiles exist from the start"

@@ -1,6 +1,7 @@
 //! Self-tests of the lab: it comes up, carries IPv4 and IPv6 TCP/UDP between client and server,
-//! leaves the root namespace alone, tears down on drop and on panic, sweeps leftovers of dead
-//! runs, keeps parallel labs apart, and drives a helper (here the `lab-fake-helper` stand-in).
+//! leaves the root namespace alone, runs its processes in its own cgroup, tears down on drop and
+//! on panic, sweeps leftovers of dead runs, keeps parallel labs apart, and drives a helper (here
+//! the `lab-fake-helper` stand-in).
 //!
 //! Every test needs root and says so with `require_root!`: skipped with a SKIPPED line when run
 //! unprivileged, a failure under `CI=true`.
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_lab::{
-    HelperOpts, Lab, Proto, app_codes, lab_bin, lab_root, netns_list_with_prefix,
+    HelperOpts, Lab, Proto, app_codes, cgroup2_mount, lab_bin, lab_root, netns_list_with_prefix,
 };
 
 /// A normalized view of the root namespace: interfaces, addresses, routes.
@@ -48,6 +49,52 @@ fn root_snapshot() -> BTreeSet<String> {
         }
     }
     lines
+}
+
+/// The unified-hierarchy cgroup of a process: the `0::` line of `/proc/PID/cgroup`.
+fn cgroup_of(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Whether a path is gone, waiting a moment for it to go.
+fn path_gone(path: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while path.exists() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Makes `cmd`'s child join the cgroup `dir` (one the test made) before it execs.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a cgroup that cannot be joined fails the test"
+)]
+fn join_cgroup(cmd: &mut Command, dir: &Path) {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .expect("open the test cgroup's cgroup.procs");
+    // SAFETY: runs in the forked child before exec and only calls write(2) (async-signal-safe)
+    // on a descriptor the closure keeps open; "0" moves the writing process.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) == 1 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 /// Whether a pid is gone (or only a zombie waiting for a parent that is not us).
@@ -155,6 +202,7 @@ fn drop_removes_namespaces_processes_and_directory() {
     let lab = Lab::new("drop");
     let prefix = lab.name().to_owned();
     let dir = lab.dir().to_path_buf();
+    let cgroup = lab.cgroup().to_path_buf();
     let echo = lab.server().tcp_echo(8080);
     let sleeper = lab.client().spawn(lab.client().cmd("sleep", ["1000"]));
     // A process the lab did not spawn itself: an orphaned grandchild inside the namespace.
@@ -189,6 +237,7 @@ fn drop_removes_namespaces_processes_and_directory() {
     }
     assert!(!echo.is_running() && !sleeper.is_running());
     assert!(!dir.exists(), "{} survived the lab", dir.display());
+    assert!(!cgroup.exists(), "{} survived the lab", cgroup.display());
 }
 
 #[test]
@@ -198,14 +247,114 @@ fn a_panic_still_tears_down() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let lab = Lab::new("panic");
         let echo = lab.server().udp_echo(5353);
-        *seen.lock().unwrap() = Some((lab.name().to_owned(), echo.pid(), lab.dir().to_path_buf()));
+        assert!(cgroup_of(echo.pid()).ends_with(&format!("/{}", lab.name())));
+        *seen.lock().unwrap() = Some((
+            lab.name().to_owned(),
+            echo.pid(),
+            lab.dir().to_path_buf(),
+            lab.cgroup().to_path_buf(),
+        ));
         panic!("deliberate panic inside a lab");
     }));
     assert!(result.is_err());
-    let (prefix, pid, dir) = seen.lock().unwrap().clone().expect("the lab came up");
+    let (prefix, pid, dir, cgroup) = seen.lock().unwrap().clone().expect("the lab came up");
     assert_eq!(netns_list_with_prefix(&prefix), Vec::<String>::new());
     assert!(gone(pid), "echo {pid} survived the panic");
     assert!(!dir.exists());
+    assert!(!cgroup.exists(), "{} survived the panic", cgroup.display());
+}
+
+#[test]
+fn lab_processes_run_in_the_lab_cgroup() {
+    portcullis_lab::require_root!();
+    let lab = Lab::new("cgroup");
+    let cgroup = lab.cgroup().to_path_buf();
+    let mount = cgroup2_mount().expect("a cgroup2 mount");
+    assert_eq!(cgroup, mount.join(lab.name()));
+    assert!(cgroup.join("cgroup.procs").is_file());
+    let ours = format!("/{}", lab.name());
+    let in_lab = |pid: u32| cgroup_of(pid).ends_with(&ours);
+    // The test process itself stays where it was.
+    assert!(!in_lab(std::process::id()));
+
+    // spawn, in both namespaces; also a command built with Command::new.
+    let (c, s) = (lab.client(), lab.server());
+    let sleeper = c.spawn(c.cmd("sleep", ["1000"]));
+    assert!(in_lab(sleeper.pid()), "{}", cgroup_of(sleeper.pid()));
+    let mut plain = Command::new("sleep");
+    plain.arg("1000");
+    let plain = s.spawn(plain);
+    assert!(in_lab(plain.pid()), "{}", cgroup_of(plain.pid()));
+    let echo = s.tcp_echo(7);
+    assert!(in_lab(echo.pid()), "{}", cgroup_of(echo.pid()));
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    for pid in [sleeper.pid(), plain.pid(), echo.pid()] {
+        assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    }
+
+    // One-shot commands: run, output, run_app.
+    let read_own = "cat /proc/self/cgroup";
+    for ns in [c, s] {
+        let out = ns.run("sh", ["-c", read_own]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.lines().any(|l| l == format!("0::{ours}")), "{text}");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", read_own]);
+        let out = ns.output(cmd);
+        assert!(
+            out.stdout.lines().any(|l| l == format!("0::{ours}")),
+            "{out}"
+        );
+    }
+    // run_app runs any executable; the lab's app copies go through the same path.
+    let out = c.run_app(Path::new("/bin/cat"), ["/proc/self/cgroup"]);
+    assert!(
+        out.stdout.lines().any(|l| l == format!("0::{ours}")),
+        "{out}"
+    );
+    let app = lab.app("cg-app");
+    let out = c.run_app(&app, ["connect", "tcp", &s.ipv4().to_string(), "7"]);
+    assert!(out.success(), "{out}");
+
+    // A command that already joins a group of the test's own (here one below the lab's) keeps
+    // it; a process left there, and one that left the namespaces, go with the lab all the same.
+    let inner = cgroup.join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", read_own]);
+    join_cgroup(&mut cmd, &inner);
+    let out = c.output(cmd);
+    assert!(
+        out.stdout.lines().any(|l| l == format!("0::{ours}/inner")),
+        "{out}"
+    );
+    let mut cmd = c.cmd("sleep", ["1000"]);
+    join_cgroup(&mut cmd, &inner);
+    let held = c.spawn(cmd);
+    assert_eq!(cgroup_of(held.pid()), format!("{ours}/inner"));
+    // An orphan in a namespace of its own (not the root one): only the cgroup ties it to the lab.
+    let out = c.run(
+        "sh",
+        ["-c", "unshare --net sleep 1000 >/dev/null 2>&1 & echo $!"],
+    );
+    let orphan: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{orphan}/ns/net")).ok()
+        == std::fs::read_link(format!("/proc/{}/ns/net", sleeper.pid())).ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "unshare never left the lab netns"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(in_lab(orphan));
+
+    drop(lab);
+    for pid in [sleeper.pid(), plain.pid(), echo.pid(), held.pid(), orphan] {
+        assert!(gone(pid), "process {pid} survived the lab");
+    }
+    assert!(path_gone(&cgroup), "{} survived the lab", cgroup.display());
 }
 
 #[test]
@@ -303,6 +452,61 @@ fn leftovers_of_a_dead_run_are_swept() {
     decoy.wait().unwrap();
     // The sweep leaves live labs alone, including its own.
     assert_eq!(netns_list_with_prefix(lab.name()).len(), 2);
+}
+
+#[test]
+fn leftover_cgroup_of_a_dead_run_is_swept() {
+    portcullis_lab::require_root!();
+    let mount = cgroup2_mount().expect("a cgroup2 mount");
+    let dead = (999_999_u32..)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let name = format!("pcl-{dead}-1-oldcg{}", std::process::id());
+    let dir = mount.join(&name);
+    let no_sweeps = portcullis_lab::hold_sweeps();
+    std::fs::create_dir(&dir).unwrap();
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    // Processes the dead run left in its cgroup (and in a group below it).
+    let mut left = Vec::new();
+    for group in [&dir, &sub] {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("1000");
+        join_cgroup(&mut cmd, group);
+        left.push(cmd.spawn().unwrap());
+    }
+    // A decoy outside: untouched.
+    let mut decoy = Command::new("sleep").arg("1000").spawn().unwrap();
+    // A live run's group (ours) is left alone.
+    let live = mount.join(format!("pcl-{}-999-livecg", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+
+    drop(no_sweeps);
+    let lab = Lab::new("cgsweeper");
+    for child in &mut left {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a process in the dead run's cgroup was not killed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+    assert!(!dir.exists(), "leftover cgroup {} not swept", dir.display());
+    assert!(live.exists(), "the sweep removed a live run's cgroup");
+    std::fs::remove_dir(&live).unwrap();
+    assert!(
+        decoy.try_wait().unwrap().is_none(),
+        "the sweep killed a process outside the dead run's cgroup"
+    );
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+    assert!(lab.cgroup().exists());
 }
 
 #[test]
@@ -450,6 +654,16 @@ fn helper_start_ctl_stop_restart_keep_state() {
     // The daemon got the generated config and runs inside the client namespace.
     let starts = std::fs::read_to_string(helper.state_dir().join("starts.log")).unwrap();
     assert!(starts.contains("config.toml"), "{starts}");
+    // It got the lab's cgroup for its eBPF programs, and runs inside it.
+    assert!(
+        starts.contains(&format!(
+            "ebpf_cgroup=Some({:?})",
+            lab.cgroup().display().to_string()
+        )),
+        "{starts}"
+    );
+    assert!(starts.contains("no_ebpf=false"), "{starts}");
+    assert!(cgroup_of(helper.pid().unwrap()).ends_with(&format!("/{}", lab.name())));
     let pid = helper.pid().unwrap();
     let ns_of = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
     let probe = lab.client().spawn(lab.client().cmd("sleep", ["1000"]));
@@ -477,6 +691,32 @@ fn helper_start_ctl_stop_restart_keep_state() {
     assert_eq!(helper.ctl_json(["status"])["starts"], 3);
     assert!(helper.logs().contains("starts=3"));
     helper.stop();
+}
+
+#[test]
+fn helper_ebpf_cgroup_is_not_added_when_the_test_chooses() {
+    portcullis_lab::require_root!();
+    let lab = Lab::new("helperebpf");
+    let inner = lab.cgroup().join("helper-bpf");
+    std::fs::create_dir(&inner).unwrap();
+    let inner_text = inner.display().to_string();
+    for (args, want) in [
+        (
+            vec!["--no-ebpf".to_owned()],
+            "ebpf_cgroup=None no_ebpf=true".to_owned(),
+        ),
+        (
+            vec!["--ebpf-cgroup".to_owned(), inner_text.clone()],
+            format!("ebpf_cgroup=Some({inner_text:?}) no_ebpf=false"),
+        ),
+    ] {
+        let mut opts = fake_opts();
+        opts.args = args;
+        let mut helper = lab.client().start_helper(opts);
+        let starts = std::fs::read_to_string(helper.state_dir().join("starts.log")).unwrap();
+        assert!(starts.contains(&want), "{starts}");
+        helper.stop();
+    }
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! real binaries. It speaks the same command lines, not the real protocol, and enforces nothing.
 //!
 //! ```text
-//! lab-fake-helper run --state-dir DIR --socket PATH [--config FILE] [--fake-exit-code N]
-//!     creates DIR, appends a line to DIR/starts.log, listens on PATH; on SIGTERM removes PATH
-//!     and exits with N (default 0). Each connection gets one JSON line back.
+//! lab-fake-helper run --state-dir DIR --socket PATH [--config FILE] [--ebpf-cgroup PATH]
+//!                     [--no-ebpf] [--fake-exit-code N]
+//!     creates DIR, appends a line to DIR/starts.log (with the config and the eBPF choice: it
+//!     attaches nothing), listens on PATH; on SIGTERM removes PATH and exits with N (default
+//!     0). Each connection gets one JSON line back.
 //! lab-fake-helper --socket PATH [--json] ARGS...
 //!     the ctl side: sends ARGS to the daemon and prints its answer (JSON with --json).
 //! ```
@@ -37,6 +39,8 @@ fn daemon(args: &[String]) -> Result<u8, String> {
     let mut state = None;
     let mut socket = None;
     let mut config = None;
+    let mut ebpf_cgroup = None;
+    let mut no_ebpf = false;
     let mut exit_code = 0_u8;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -45,6 +49,8 @@ fn daemon(args: &[String]) -> Result<u8, String> {
             "--state-dir" => state = Some(PathBuf::from(value()?)),
             "--socket" => socket = Some(PathBuf::from(value()?)),
             "--config" => config = Some(value()?),
+            "--ebpf-cgroup" => ebpf_cgroup = Some(value()?),
+            "--no-ebpf" => no_ebpf = true,
             "--fake-exit-code" => exit_code = value()?.parse().map_err(|e| format!("{e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -58,7 +64,12 @@ fn daemon(args: &[String]) -> Result<u8, String> {
         .append(true)
         .open(&log)
         .map_err(|e| format!("open {}: {e}", log.display()))?;
-    writeln!(f, "start pid={} config={config:?}", std::process::id()).map_err(|e| e.to_string())?;
+    writeln!(
+        f,
+        "start pid={} config={config:?} ebpf_cgroup={ebpf_cgroup:?} no_ebpf={no_ebpf}",
+        std::process::id()
+    )
+    .map_err(|e| e.to_string())?;
     let starts = std::fs::read_to_string(&log)
         .map_err(|e| e.to_string())?
         .lines()
