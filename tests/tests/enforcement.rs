@@ -373,7 +373,7 @@ fn a_storm_of_short_lived_processes_is_attributed() {
     let helper = lab.client().start_helper(HelperOpts::default());
     let app = lab.app("burst");
     let server = lab.server().ipv4().to_string();
-    const PROCESSES: usize = 400;
+    const PROCESSES: usize = 1000;
     let failures: usize = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
             .map(|_| {
