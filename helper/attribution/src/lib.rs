@@ -120,9 +120,11 @@ impl AppIdentity {
     /// that is not valid UTF-8 is converted lossily.
     pub fn key(&self) -> String {
         match self {
-            AppIdentity::Executable(path) | AppIdentity::AppImage(path) => {
-                path.to_string_lossy().into_owned()
-            }
+            AppIdentity::Executable(path) => path.to_string_lossy().into_owned(),
+            // A key space of its own: the AppImage path comes from the process's environment,
+            // which the process chooses, so it must never name an installed executable's
+            // profile.
+            AppIdentity::AppImage(path) => format!("appimage:{}", path.to_string_lossy()),
             AppIdentity::Flatpak(id) => format!("flatpak:{id}"),
             AppIdentity::Snap(name) => format!("snap:{name}"),
         }
@@ -374,7 +376,8 @@ mod tests {
         assert_eq!(AppIdentity::Snap("spotify".into()).key(), "snap:spotify");
         assert_eq!(
             AppIdentity::AppImage("/home/u/Foo.AppImage".into()).key(),
-            "/home/u/Foo.AppImage"
+            "appimage:/home/u/Foo.AppImage",
+            "an AppImage never shares a key with an installed executable"
         );
     }
 

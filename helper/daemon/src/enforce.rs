@@ -65,6 +65,7 @@ pub struct Enforcer {
     /// How connections are attributed, for `status`.
     pub attribution: String,
     config: InterceptConfig,
+    shared: Shared,
     rules: Option<InstalledRules>,
     stopper: QueueStopper,
     thread: Option<JoinHandle<()>>,
@@ -81,13 +82,26 @@ impl Enforcer {
         let queue = Queue::open(&config).context("cannot bind the packet queue")?;
         let stopper = queue.stopper();
         let (attributor, how) = start_attribution(ebpf_cgroup)?;
+        let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("verdicts".into())
-            .spawn(move || VerdictLoop::new(queue, attributor, shared, replies).run())
+            .spawn(move || {
+                // A verdict thread that panicked would leave the queue unread while status
+                // says "enforcing": stop the helper instead, so the service manager restarts
+                // it (the rules stay; fail-open lets traffic pass meanwhile).
+                let run = std::panic::AssertUnwindSafe(|| {
+                    VerdictLoop::new(queue, attributor, thread_shared, replies).run();
+                });
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("the verdict thread failed; stopping the helper");
+                    std::process::exit(70);
+                }
+            })
             .context("cannot start the verdict thread")?;
         let mut enforcer = Enforcer {
             attribution: how,
             config,
+            shared,
             rules: None,
             stopper,
             thread: Some(thread),
@@ -106,12 +120,17 @@ impl Enforcer {
     }
 
     /// Reinstalls the rules with a new fail-open choice (the rest of the configuration stays).
+    /// Reinstalling replaces our chains; connections opened in that moment pass unqueued.
     pub fn set_fail_open(&mut self, fail_open: bool) -> anyhow::Result<()> {
         if self.config.fail_open == fail_open {
             return Ok(());
         }
-        self.config.fail_open = fail_open;
-        let rules = InstalledRules::install(&self.config).context("cannot reinstall the rules")?;
+        let wanted = InterceptConfig {
+            fail_open,
+            ..self.config.clone()
+        };
+        let rules = InstalledRules::install(&wanted).context("cannot reinstall the rules")?;
+        self.config = wanted;
         // The old value's drop would remove the rules just installed (they share chain
         // names): forget it instead.
         if let Some(old) = self.rules.replace(rules) {
@@ -121,12 +140,57 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Makes live connections be decided again after a policy change: forgets the conntrack
-    /// entries of connections we allowed, so their next packet is queued.
-    pub fn redecide_live(&self) {
-        match portcullis_intercept::forget_connections(&self.config, ForgetFilter::AllAllowed) {
-            Ok(n) => tracing::debug!(connections = n, "live connections to decide again"),
-            Err(e) => tracing::warn!(error = %e, "cannot make live connections be decided again"),
+    /// After a policy change: re-decides the recently allowed connections (the connection log)
+    /// with `snapshot`, and forgets the conntrack entries of those it now blocks, so their next
+    /// packet is queued and refused. Connections still allowed are left alone.
+    pub fn redecide_live(&self, snapshot: &crate::store::Snapshot) {
+        /// Most connections cut after one change (each costs a `conntrack` run).
+        const MAX_CUTS: usize = 256;
+        let mut seen = HashSet::new();
+        let mut cuts = 0;
+        for c in self.shared.log.recent() {
+            if c.explanation.verdict != Verdict::Allow || c.protocol == Protocol::Icmp {
+                continue;
+            }
+            let (Some(lp), Some(rp)) = (c.local_port, c.remote_port) else {
+                continue;
+            };
+            let local = SocketAddr::new(c.local, lp);
+            let remote = SocketAddr::new(c.remote, rp);
+            if !seen.insert((c.protocol, local, remote)) {
+                continue;
+            }
+            let observed = Observed {
+                direction: c.direction,
+                protocol: c.protocol,
+                remote: c.remote,
+                remote_port: c.remote_port,
+                local_port: c.local_port,
+                app: &c.app,
+            };
+            let (now, _) = decide_observed(snapshot, &observed, false);
+            if now.verdict == Verdict::Allow {
+                continue;
+            }
+            let (src, dst) = match c.direction {
+                Direction::Outbound => (local, remote),
+                Direction::Inbound => (remote, local),
+            };
+            let filter = ForgetFilter::AllowedFlow {
+                protocol: c.protocol,
+                src,
+                dst,
+            };
+            match portcullis_intercept::forget_connections(&self.config, filter) {
+                Ok(n) => cuts += n,
+                Err(e) => tracing::warn!(error = %e, "cannot re-decide a live connection"),
+            }
+            if cuts >= MAX_CUTS {
+                break;
+            }
+        }
+        if cuts > 0 {
+            tracing::debug!(connections = cuts, "live connections to decide again");
         }
     }
 
@@ -202,6 +266,9 @@ const REQUESTED_MAX: usize = 4096;
 const MAX_PROMPTS: usize = 256;
 const MAX_PROMPTS_PER_APP: usize = 16;
 const MAX_PACKETS_PER_PROMPT: usize = 32;
+/// Packets held in all prompts together: well below the kernel queue's 4096, which held
+/// packets count against (a full queue would let everything pass undecided, or drop it).
+const MAX_HELD_PACKETS: usize = 1024;
 /// How often the loop looks for answers and expired prompts while prompts are open.
 const PROMPT_TICK: Duration = Duration::from_millis(20);
 
@@ -293,6 +360,10 @@ impl VerdictLoop {
             }
             if !self.held.is_empty() {
                 self.answers();
+                if !self.shared.prompts.can_ask() {
+                    // The last client that answers prompts is gone: nobody will answer.
+                    self.release_all();
+                }
                 self.timeouts();
                 self.redecide_held();
             }
@@ -322,6 +393,12 @@ impl VerdictLoop {
             remote_port,
             start_time,
         } = ask;
+        let held_packets: usize = self.held.values().map(|h| h.packets.len()).sum();
+        if held_packets >= MAX_HELD_PACKETS {
+            tracing::debug!("too many held packets; the fallback decides");
+            let fallback = info.fallback;
+            return self.answer(pending, fallback);
+        }
         if let Some(h) = self.held.values_mut().find(|h| h.key == key) {
             if h.packets.len() < MAX_PACKETS_PER_PROMPT {
                 h.packets.push(pending);
@@ -332,8 +409,9 @@ impl VerdictLoop {
                 }
                 return;
             }
-            let fallback = h.info.fallback;
-            return self.answer(pending, fallback);
+            // More retries of a connection that waits: dropped quietly, so neither the
+            // fallback nor a reject runs ahead of the user's answer.
+            return self.answer(pending, Verdict::Drop);
         }
         let per_app = self.held.values().filter(|h| h.key.app == key.app).count();
         if self.held.len() >= MAX_PROMPTS || per_app >= MAX_PROMPTS_PER_APP {
@@ -468,8 +546,16 @@ impl VerdictLoop {
                 return Outcome::Answer(Verdict::Drop);
             }
         };
-        let direction = pending.direction().unwrap_or(Direction::Outbound);
-        let (local, local_port, remote, remote_port) = match direction {
+        let hook = pending.direction().unwrap_or(Direction::Outbound);
+        // A TCP packet without SYN is the middle of a connection whose tracking entry was
+        // deleted (a re-decision): the connection was opened the other way round, e.g. the
+        // server's data of our download arrives at INPUT. Decide it as what it is.
+        let direction = match (packet.protocol, packet.tcp_syn, hook) {
+            (Protocol::Tcp, false, Direction::Inbound) => Direction::Outbound,
+            (Protocol::Tcp, false, Direction::Outbound) => Direction::Inbound,
+            _ => hook,
+        };
+        let (local, local_port, remote, remote_port) = match hook {
             Direction::Outbound => (packet.src, packet.src_port, packet.dst, packet.dst_port),
             Direction::Inbound => (packet.dst, packet.dst_port, packet.src, packet.src_port),
         };

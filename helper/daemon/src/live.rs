@@ -31,7 +31,13 @@ impl SharedPolicy {
 
     /// Replaces the snapshot.
     pub fn store(&self, snapshot: Snapshot) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+        let new = Arc::new(snapshot);
+        let old = std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(PoisonError::into_inner),
+            new,
+        );
+        // The old snapshot is freed here, after the lock is released.
+        drop(old);
     }
 }
 
@@ -156,7 +162,9 @@ impl PromptBoard {
             open: Mutex::new(std::collections::BTreeMap::new()),
             replies,
             watchers: std::sync::atomic::AtomicU32::new(0),
-            next_id: AtomicU64::new(1),
+            // Ids differ from one run to the next, so an answer meant for a prompt of an
+            // earlier run (a client that reconnected) cannot land on a new one.
+            next_id: AtomicU64::new(crate::now_ms().saturating_mul(1000).max(1)),
         };
         (board, rx)
     }
@@ -189,6 +197,11 @@ impl PromptBoard {
     /// Withdraws a prompt.
     pub fn remove(&self, id: u64) {
         self.open().remove(&id);
+    }
+
+    /// Takes a prompt off the board (it can be answered once); `put` returns it.
+    pub fn claim(&self, id: u64) -> Option<OpenPrompt> {
+        self.open().remove(&id)
     }
 
     /// One prompt.

@@ -16,7 +16,7 @@ use portcullis_protocol::{
     ServerFrame, SettingKey, SettingValue,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::enforce::{self, Enforcer, NewApp};
 use crate::live::SharedPolicy;
@@ -146,10 +146,11 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         tracing::info!("enforcing");
     }
     let make_profiles = tokio::spawn(make_new_profiles(service.clone(), new_apps_rx));
+    let changes = lock(&service).policy_changes();
     let follow_policy = tokio::spawn(follow_policy_changes(
         enforcer.clone(),
         service.clone(),
-        events.subscribe(),
+        changes.clone(),
     ));
 
     let group = resolve_group(&resolved.group);
@@ -168,7 +169,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     );
 
     let clients = Arc::new(Clients::default());
-    let expiry = tokio::spawn(end_rules_on_time(service.clone(), events.subscribe()));
+    let expiry = tokio::spawn(end_rules_on_time(service.clone(), changes));
     let result = loop {
         tokio::select! {
             accepted = server.accept() => match accepted {
@@ -209,7 +210,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
 
 /// Ends temporary rules when their time is up. It sleeps until the earliest end and wakes
 /// early when a rule list changes, so an idle helper does not tick.
-async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Event>) {
+async fn end_rules_on_time(service: Shared, mut changes: watch::Receiver<u64>) {
     /// With temporary rules pending, look at the wall clock at least this often: the sleep
     /// runs on a monotonic clock that stops while the machine is suspended.
     const RECHECK: Duration = Duration::from_secs(5);
@@ -226,18 +227,6 @@ async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Eve
             }
         };
         let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(24 * 3600)));
-        let rules_changed = async {
-            loop {
-                match changes.recv().await {
-                    Ok(Event::RulesChanged { .. })
-                    | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        return true;
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Closed) => return false,
-                }
-            }
-        };
         tokio::select! {
             () = sleep => {
                 let svc = service.clone();
@@ -252,8 +241,8 @@ async fn end_rules_on_time(service: Shared, mut changes: broadcast::Receiver<Eve
                     tokio::time::sleep(Duration::from_secs(10)).await;
                 }
             }
-            open = rules_changed => {
-                if !open {
+            changed = changes.changed() => {
+                if changed.is_err() {
                     return;
                 }
             }
@@ -284,32 +273,27 @@ async fn make_new_profiles(service: Shared, mut apps: mpsc::Receiver<NewApp>) {
     }
 }
 
-/// After a rule or setting change, makes live connections be decided again, and reinstalls
-/// the firewall rules when `fail_open` changed.
+/// After rule or setting changes (coalesced), makes the live connections the new policy
+/// blocks be decided again, and reinstalls the firewall rules when `fail_open` changed.
 async fn follow_policy_changes(
     enforcer: SharedEnforcer,
     service: Shared,
-    mut events: broadcast::Receiver<Event>,
+    mut changes: watch::Receiver<u64>,
 ) {
-    loop {
-        let fail_open_changed = match events.recv().await {
-            Ok(Event::RulesChanged { .. }) => false,
-            Ok(Event::SettingChanged { key, app }) => key == SettingKey::FailOpen && app.is_none(),
-            Ok(_) => continue,
-            Err(broadcast::error::RecvError::Lagged(_)) => true,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+    /// Changes within this window are handled together.
+    const COALESCE: Duration = Duration::from_millis(50);
+    while changes.changed().await.is_ok() {
+        tokio::time::sleep(COALESCE).await;
+        changes.borrow_and_update();
         let (enforcer, service) = (enforcer.clone(), service.clone());
         let _ = tokio::task::spawn_blocking(move || {
             let mut guard = enforcer.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(e) = guard.as_mut() else { return };
-            if fail_open_changed {
-                let policy = lock(&service).policy();
-                if let Err(err) = e.set_fail_open(fail_open_setting(&policy)) {
-                    tracing::error!(error = %err, "cannot apply fail_open");
-                }
+            let policy = lock(&service).policy();
+            if let Err(err) = e.set_fail_open(fail_open_setting(&policy)) {
+                tracing::error!(error = %err, "cannot apply fail_open");
             }
-            e.redecide_live();
+            e.redecide_live(&policy.load());
         })
         .await;
     }

@@ -293,6 +293,15 @@ pub enum ForgetFilter {
     AllAllowed,
     /// Connections we allowed whose original destination is this address.
     AllowedTo(IpAddr),
+    /// The one connection we allowed with this original 5-tuple (TCP or UDP).
+    AllowedFlow {
+        /// Its protocol (TCP or UDP; others are not matched).
+        protocol: portcullis_protocol::Protocol,
+        /// Original source address and port.
+        src: std::net::SocketAddr,
+        /// Original destination address and port.
+        dst: std::net::SocketAddr,
+    },
 }
 
 /// Deletes the conntrack entries of connections we allowed (in the calling thread's network

@@ -32,7 +32,7 @@ pub use status::{EnforcementState, Status};
 /// The version of this protocol. Both ends send it in `Hello`; a peer with another version
 /// is refused with a clear error, so an app and a helper from different releases never
 /// misread each other. Bump it only for incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts, in bytes (length prefix excluded). Larger frames close
 /// the connection: no legitimate request or response comes near it.

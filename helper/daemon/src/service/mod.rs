@@ -19,8 +19,9 @@ use tokio::sync::broadcast;
 use crate::live::{ConnectionLog, OpenPrompt, PromptBoard, PromptReply, SharedPolicy};
 use crate::store::{KERNEL_KEY, NewApp, ProfileRow, SYSTEM_DNS_KEY, Snapshot, Store, StoreError};
 
-/// Connections kept for `connections`.
-const CONNECTION_LOG: usize = 4096;
+/// Connections kept for `connections` (and re-decided after a change); the list must fit in
+/// one answer frame.
+const CONNECTION_LOG: usize = 1024;
 /// Longest app key accepted (Linux PATH_MAX).
 const MAX_APP_KEY: usize = 4096;
 /// Longest rule text accepted; real rules are a few dozen bytes.
@@ -44,6 +45,7 @@ pub struct Service {
     prompt_replies: Option<std::sync::mpsc::Receiver<PromptReply>>,
     started: Instant,
     events: broadcast::Sender<Event>,
+    changes: tokio::sync::watch::Sender<u64>,
     enforcement: EnforcementState,
     attribution: Option<String>,
 }
@@ -85,6 +87,11 @@ fn check_app_key(key: &str) -> Result<(), ErrorFrame> {
                 key.chars().take(200).collect::<String>().escape_debug()
             )))
         };
+    }
+    // AppImages are named by their file, in a key space of their own (see attribution).
+    if let Some(path) = key.strip_prefix("appimage:") {
+        return check_app_key(path)
+            .map_err(|e| invalid(format!("invalid AppImage app: {}", e.message)));
     }
     let bad = |why: &str| {
         invalid(format!(
@@ -158,6 +165,7 @@ impl Service {
             prompt_replies: Some(replies),
             started: Instant::now(),
             events,
+            changes: tokio::sync::watch::Sender::new(0),
             enforcement,
             attribution: None,
         })
@@ -205,6 +213,12 @@ impl Service {
         if self.snapshot.apps.contains_key(key) {
             return;
         }
+        if check_app_key(key).is_err() {
+            // A path no client could name (control characters, `..`): its connections are
+            // decided with the global settings, and no profile is made.
+            tracing::warn!("an app with an unusable path connected; no profile made");
+            return;
+        }
         if self.snapshot.apps.len() >= MAX_APPS {
             tracing::warn!("too many app profiles; new apps get the global settings");
             return;
@@ -227,13 +241,30 @@ impl Service {
                 }
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "cannot store a new app profile"),
+            Err(e) => {
+                // The error can name the app's path: details only at DEBUG.
+                tracing::error!("cannot store a new app profile");
+                tracing::debug!(error = %e, "cannot store a new app profile");
+            }
         }
     }
 
     fn emit(&self, event: Event) {
+        if matches!(
+            event,
+            Event::RulesChanged { .. } | Event::SettingChanged { .. }
+        ) {
+            // The control plane (expiry timer, live re-decision, fail_open) follows this
+            // counter, never the event stream, which can lag under connection load.
+            self.changes.send_modify(|generation| *generation += 1);
+        }
         // No subscribers is fine: events are for UIs that happen to listen.
         let _ = self.events.send(event);
+    }
+
+    /// A receiver that sees every committed change of rules or settings (coalesced).
+    pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn refresh(&mut self, owner: &RuleOwner) -> Result<(), StoreError> {
@@ -550,13 +581,21 @@ impl Service {
         now_ms: u64,
         clients: u32,
     ) -> Result<Response, ErrorFrame> {
-        let open = self.prompts.get(id).ok_or_else(|| {
+        // Claimed off the board first, so two answers racing cannot both make rules.
+        let open = self.prompts.claim(id).ok_or_else(|| {
             ErrorFrame::new(
                 ErrorCode::NotFound,
                 format!("no prompt {id} waits (it may have been answered or timed out)"),
             )
         })?;
-        let rule = match prompt_rule(&open, &answer, now_ms)? {
+        let wanted = match prompt_rule(&open, &answer, now_ms) {
+            Ok(w) => w,
+            Err(e) => {
+                self.prompts.put(open);
+                return Err(e);
+            }
+        };
+        let rule = match wanted {
             None => None,
             Some((text, lifetime)) => {
                 let request = Request::AddRule {
@@ -565,9 +604,14 @@ impl Service {
                     position: Some(1),
                     lifetime,
                 };
-                match self.handle(request, now_ms, clients)? {
-                    Response::Rule(rule) => Some(rule),
-                    _ => None,
+                match self.handle(request, now_ms, clients) {
+                    Ok(Response::Rule(rule)) => Some(rule),
+                    Ok(_) => None,
+                    Err(e) => {
+                        // Nothing was stored: the prompt stays open for another answer.
+                        self.prompts.put(open);
+                        return Err(e);
+                    }
                 }
             }
         };

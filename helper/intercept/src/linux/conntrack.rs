@@ -6,8 +6,6 @@
 //! For now it runs the `conntrack` tool (`conntrack -D -f ipv4|ipv6 -m MARK/MASK [-d ADDR]`);
 //! a ctnetlink implementation replaces it later, without the process spawn per call.
 
-use std::net::IpAddr;
-
 use tracing::debug;
 
 use super::tools;
@@ -22,17 +20,40 @@ pub(crate) fn forget_connections(
 ) -> Result<usize, InterceptError> {
     let conntrack = tools::require(&["conntrack"], "conntrack")?;
     let mark = format!("{:#x}/{:#x}", marks.allow, marks.mask);
-    let (families, dst): (&[&str], Option<String>) = match filter {
-        ForgetFilter::AllAllowed => (&["ipv4", "ipv6"], None),
-        ForgetFilter::AllowedTo(IpAddr::V4(ip)) => (&["ipv4"], Some(ip.to_string())),
-        ForgetFilter::AllowedTo(IpAddr::V6(ip)) => (&["ipv6"], Some(ip.to_string())),
+    let v4: &[&str] = &["ipv4"];
+    let v6: &[&str] = &["ipv6"];
+    let (families, extra): (&[&str], Vec<String>) = match filter {
+        ForgetFilter::AllAllowed => (&["ipv4", "ipv6"], Vec::new()),
+        ForgetFilter::AllowedTo(ip) => (
+            if ip.is_ipv4() { v4 } else { v6 },
+            vec!["-d".into(), ip.to_string()],
+        ),
+        ForgetFilter::AllowedFlow { protocol, src, dst } => {
+            let proto = match protocol {
+                portcullis_protocol::Protocol::Tcp => "tcp",
+                portcullis_protocol::Protocol::Udp => "udp",
+                portcullis_protocol::Protocol::Icmp => return Ok(0),
+            };
+            let family = if src.is_ipv4() { v4 } else { v6 };
+            let args = vec![
+                "-p".into(),
+                proto.into(),
+                "--orig-src".into(),
+                src.ip().to_string(),
+                "--orig-dst".into(),
+                dst.ip().to_string(),
+                "--orig-port-src".into(),
+                src.port().to_string(),
+                "--orig-port-dst".into(),
+                dst.port().to_string(),
+            ];
+            (family, args)
+        }
     };
     let mut total = 0;
     for family in families {
         let mut args = vec!["-D", "-f", family, "-m", &mark];
-        if let Some(dst) = &dst {
-            args.extend(["-d", dst]);
-        }
+        args.extend(extra.iter().map(String::as_str));
         let out = tools::run(&conntrack, &args, None, None)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         match (out.status.code(), deleted_count(&stderr)) {

@@ -302,6 +302,7 @@ fn answer(request: &Request, generation: u32) -> Reply {
             apps: 0,
             rules: 0,
             clients: 0,
+            attribution: None,
         })),
         Request::ShowApp { app: key } => Reply::Ok(Response::App {
             app: app(key),
