@@ -443,3 +443,51 @@ fn connections_follow_prints_each_new_connection_as_json() {
     assert_eq!(c["remote"], server.as_str());
     assert_eq!(c["explanation"]["verdict"], "allow");
 }
+
+#[test]
+fn an_unrelated_change_leaves_open_connections_alone() {
+    require_root!();
+    let lab = Lab::new("unrelated");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("downloader");
+    let server = lab.server().ipv4().to_string();
+    let stream = lab.client().spawn(lab.client().cmd(
+        &app,
+        [
+            "connect",
+            "tcp",
+            &server,
+            "7",
+            "--ready",
+            "--hold-ms",
+            "2500",
+            "--echo-every-ms",
+            "20",
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stream.stdout().contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "stream never connected: {}",
+            stream.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Changes that do not concern this connection: they must not cut it.
+    let key = app.to_str().unwrap();
+    helper.ctl_json(["rules", "add", "--app", key, "-", "192.0.2.99"]);
+    helper.ctl_json(["rules", "add", "-", "tcp/25"]);
+    helper.ctl_json(["settings", "set", "block_inbound", "true"]);
+    let status = stream
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("stream hung: {}", stream.logs()));
+    assert_eq!(
+        status.code(),
+        Some(OK),
+        "an unrelated change cut the stream: {}",
+        stream.logs()
+    );
+}
