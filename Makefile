@@ -7,7 +7,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release
 DEBUG_BIN    := $(TARGET_DIR)/debug
 SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build build-debug run test demo fuzz lint fmt clean
+.PHONY: all deps build build-debug run test demo bench fuzz lint fmt clean
 
 all: build
 
@@ -31,6 +31,12 @@ test: build-debug
 
 demo: build-debug
 	$(SUDO) scripts/demo "$(DEBUG_BIN)"
+
+# The enforcement benchmarks, full run (root, ~6 min): prints the tables and updates
+# docs/performance.md. `sudo scripts/bench --quick` is the short profile CI runs.
+bench: build
+	$(SUDO) scripts/install-deps --bench
+	$(SUDO) scripts/bench --full --no-build
 
 # Fuzzes the decoders (IPC frames, rule text, setting text); FUZZ_SECONDS per target.
 fuzz:
