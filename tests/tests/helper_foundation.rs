@@ -49,7 +49,10 @@ fn status_answers_as_json() {
     let lab = Lab::new("status");
     let helper = lab.client().start_helper(HelperOpts::default());
     let status = helper.ctl_json(["status"]);
-    assert_eq!(status["protocol_version"], 1);
+    assert_eq!(
+        status["protocol_version"],
+        portcullis_protocol::PROTOCOL_VERSION
+    );
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["pid"], helper.pid().unwrap());
     assert_eq!(status["enforcement"]["state"], "enforcing");
@@ -233,7 +236,10 @@ fn a_peer_outside_the_group_is_refused_and_a_member_is_let_in() {
     assert!(member.stdout.contains("Portcullis helper"), "{member}");
 
     // The helper is unaffected by the refusal.
-    assert_eq!(helper.ctl_json(["status"])["protocol_version"], 1);
+    assert_eq!(
+        helper.ctl_json(["status"])["protocol_version"],
+        portcullis_protocol::PROTOCOL_VERSION
+    );
 }
 
 #[test]
@@ -286,7 +292,10 @@ fn recover_refuses_to_touch_a_live_helper() {
     ));
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("still listening"), "{out}");
-    assert_eq!(helper.ctl_json(["status"])["protocol_version"], 1);
+    assert_eq!(
+        helper.ctl_json(["status"])["protocol_version"],
+        portcullis_protocol::PROTOCOL_VERSION
+    );
 }
 
 #[test]
@@ -577,5 +586,8 @@ fn a_second_helper_on_the_same_state_is_refused_and_the_first_keeps_serving() {
     ));
     assert!(!out.success(), "{out}");
     assert!(helper.socket().exists());
-    assert_eq!(helper.ctl_json(["status"])["protocol_version"], 1);
+    assert_eq!(
+        helper.ctl_json(["status"])["protocol_version"],
+        portcullis_protocol::PROTOCOL_VERSION
+    );
 }
