@@ -415,6 +415,22 @@ impl LabProcess {
         ProcEntry::read(&self.entry.stdout)
     }
 
+    /// Waits until stdout contains `needle` (e.g. lab-app's `ready` line); panics with the
+    /// process's logs after `timeout`.
+    pub fn wait_for_stdout(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stdout().contains(needle) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} never printed {needle:?} within {timeout:?}: {}",
+                    self.label(),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything written to stderr so far.
     pub fn stderr(&self) -> String {
         ProcEntry::read(&self.entry.stderr)

@@ -223,15 +223,7 @@ fn a_new_rule_cuts_a_connection_that_is_already_open() {
             "50",
         ],
     ));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stream.stdout().contains("ready") {
-        assert!(
-            Instant::now() < deadline,
-            "stream never connected: {}",
-            stream.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stream.wait_for_stdout("ready", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         stream.is_running(),
@@ -467,15 +459,7 @@ fn an_unrelated_change_leaves_open_connections_alone() {
             "20",
         ],
     ));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stream.stdout().contains("ready") {
-        assert!(
-            Instant::now() < deadline,
-            "stream never connected: {}",
-            stream.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stream.wait_for_stdout("ready", Duration::from_secs(5));
     // Changes that do not concern this connection: they must not cut it.
     let key = app.to_str().unwrap();
     helper.ctl_json(["rules", "add", "--app", key, "-", "192.0.2.99"]);

@@ -331,15 +331,7 @@ fn a_temporary_allow_rule_ending_cuts_the_live_stream() {
         &app,
         &["--ready", "--hold-ms", "10000", "--echo-every-ms", "50"],
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stream.stdout().contains("ready") {
-        assert!(
-            Instant::now() < deadline,
-            "never connected: {}",
-            stream.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stream.wait_for_stdout("ready", Duration::from_secs(5));
     let started = Instant::now();
     assert_eq!(
         finish(&stream),

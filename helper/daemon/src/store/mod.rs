@@ -588,6 +588,17 @@ impl Store {
         Ok(Some(id))
     }
 
+    /// Where rule `id` is: its profile's id, its position, its profile's key.
+    fn rule_place(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<(i64, i64, String)>> {
+        tx.query_row(
+            "SELECT r.profile_id, r.position, p.key FROM rules r \
+             JOIN profiles p ON p.id = r.profile_id WHERE r.id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+    }
+
     /// Removes a rule and closes the gap in its list. Returns its owner and its row as it was,
     /// or `None` when no rule has that id.
     pub fn remove_rule(&mut self, id: i64) -> Result<Option<RuleOwner>, StoreError> {
@@ -600,21 +611,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let found = tx
-            .query_row(
-                "SELECT r.profile_id, r.position, p.key FROM rules r \
-                 JOIN profiles p ON p.id = r.profile_id WHERE r.id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(sql)?;
+        let found = Self::rule_place(&tx, id).map_err(sql)?;
         let Some((pid, pos, key)) = found else {
             return Ok(None);
         };
@@ -641,21 +638,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let found = tx
-            .query_row(
-                "SELECT r.profile_id, r.position, p.key FROM rules r \
-                 JOIN profiles p ON p.id = r.profile_id WHERE r.id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(sql)?;
+        let found = Self::rule_place(&tx, id).map_err(sql)?;
         let Some((pid, from, key)) = found else {
             return Ok(None);
         };
