@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use portcullis_lab::app_codes::{OK, REFUSED, TIMEOUT};
-use portcullis_lab::{Helper, HelperOpts, Lab, require_root};
+use portcullis_lab::{Helper, HelperOpts, Lab, LabProcess, require_root};
 use serde_json::Value;
 
 fn connect(lab: &Lab, app: &std::path::Path, host: &str, port: u16) -> portcullis_lab::CmdOutput {
@@ -25,6 +25,39 @@ fn connect(lab: &Lab, app: &std::path::Path, host: &str, port: u16) -> portculli
             "2000",
         ],
     )
+}
+
+/// A TCP echo server on port 7 of the server namespace, listening.
+fn echo_on_7(lab: &Lab) -> LabProcess {
+    let echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    echo
+}
+
+/// `app` connected to `server:7`, echoing every `every_ms` for `hold_ms`; returned once the
+/// connection is up.
+fn open_stream(
+    lab: &Lab,
+    app: &std::path::Path,
+    server: &str,
+    hold_ms: u32,
+    every_ms: u32,
+) -> LabProcess {
+    let (hold, every) = (hold_ms.to_string(), every_ms.to_string());
+    let args = [
+        "connect",
+        "tcp",
+        server,
+        "7",
+        "--ready",
+        "--hold-ms",
+        &hold,
+        "--echo-every-ms",
+        &every,
+    ];
+    let stream = lab.client().spawn(lab.client().cmd(app, args));
+    stream.wait_for_stdout("ready", Duration::from_secs(5));
+    stream
 }
 
 fn code(out: &portcullis_lab::CmdOutput) -> i32 {
@@ -67,8 +100,7 @@ fn rule_set(lab: &Lab) -> String {
 fn two_apps_one_allowed_one_blocked_by_its_own_rule() {
     require_root!();
     let lab = Lab::new("two-apps");
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let helper = lab.client().start_helper(HelperOpts::default());
     let (a, b) = (lab.app("browser"), lab.app("updater"));
     let server = lab.server().ipv4().to_string();
@@ -204,26 +236,11 @@ fn inbound_is_blocked_by_default_and_an_app_can_be_excepted() {
 fn a_new_rule_cuts_a_connection_that_is_already_open() {
     require_root!();
     let lab = Lab::new("live");
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let helper = lab.client().start_helper(HelperOpts::default());
     let app = lab.app("streamer");
     let server = lab.server().ipv4().to_string();
-    let stream = lab.client().spawn(lab.client().cmd(
-        &app,
-        [
-            "connect",
-            "tcp",
-            &server,
-            "7",
-            "--ready",
-            "--hold-ms",
-            "8000",
-            "--echo-every-ms",
-            "50",
-        ],
-    ));
-    stream.wait_for_stdout("ready", Duration::from_secs(5));
+    let stream = open_stream(&lab, &app, &server, 8000, 50);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         stream.is_running(),
@@ -261,8 +278,7 @@ fn sigkill_fail_open_then_recover_restores_the_rule_set_exactly() {
         ],
     );
     let before = rule_set(&lab);
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let mut helper = lab.client().start_helper(HelperOpts::default());
     assert_ne!(rule_set(&lab), before, "the helper installed nothing");
     let app = lab.app("app");
@@ -315,8 +331,7 @@ fn sigkill_fail_open_then_recover_restores_the_rule_set_exactly() {
 fn fail_closed_stops_traffic_while_the_helper_is_down() {
     require_root!();
     let lab = Lab::new("closed");
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let mut helper = lab.client().start_helper(HelperOpts::default());
     helper.ctl_json(["settings", "set", "fail_open", "false"]);
     let app = lab.app("app");
@@ -360,8 +375,7 @@ fn fail_closed_stops_traffic_while_the_helper_is_down() {
 fn a_storm_of_short_lived_processes_is_attributed() {
     require_root!();
     let lab = Lab::new("storm");
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let helper = lab.client().start_helper(HelperOpts::default());
     let app = lab.app("burst");
     let server = lab.server().ipv4().to_string();
@@ -396,8 +410,7 @@ fn a_storm_of_short_lived_processes_is_attributed() {
 fn connections_follow_prints_each_new_connection_as_json() {
     require_root!();
     let lab = Lab::new("follow");
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let helper = lab.client().start_helper(HelperOpts::default());
     let ctl = portcullis_lab::lab_bin("portcullisctl");
     let socket = helper.socket().to_str().unwrap().to_string();
@@ -440,26 +453,11 @@ fn connections_follow_prints_each_new_connection_as_json() {
 fn an_unrelated_change_leaves_open_connections_alone() {
     require_root!();
     let lab = Lab::new("unrelated");
-    let _echo = lab.server().tcp_echo(7);
-    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _echo = echo_on_7(&lab);
     let helper = lab.client().start_helper(HelperOpts::default());
     let app = lab.app("downloader");
     let server = lab.server().ipv4().to_string();
-    let stream = lab.client().spawn(lab.client().cmd(
-        &app,
-        [
-            "connect",
-            "tcp",
-            &server,
-            "7",
-            "--ready",
-            "--hold-ms",
-            "2500",
-            "--echo-every-ms",
-            "20",
-        ],
-    ));
-    stream.wait_for_stdout("ready", Duration::from_secs(5));
+    let stream = open_stream(&lab, &app, &server, 2500, 20);
     // Changes that do not concern this connection: they must not cut it.
     let key = app.to_str().unwrap();
     helper.ctl_json(["rules", "add", "--app", key, "-", "192.0.2.99"]);

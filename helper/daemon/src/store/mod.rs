@@ -139,6 +139,14 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Maps an SQLite error of this database to [`StoreError::Sql`] naming the file.
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sql {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn kind_to_sql(kind: AppKind) -> &'static str {
     match kind {
         AppKind::Executable => "executable",
@@ -208,11 +216,8 @@ impl Store {
         Ok(store)
     }
 
-    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            source,
-        }
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+        sql_err(&self.path)
     }
 
     /// Loads and validates every profile, setting and rule.
@@ -420,11 +425,7 @@ impl Store {
         name: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_err(&self.path);
         let n = self
             .conn
             .execute(
@@ -457,11 +458,7 @@ impl Store {
         value: Option<&SettingValue>,
         create: Option<&NewApp<'_>>,
     ) -> Result<bool, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_err(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -473,7 +470,7 @@ impl Store {
         match value {
             Some(v) => {
                 let json = serde_json::to_string(v).map_err(|e| StoreError::BadSetting {
-                    path: path.clone(),
+                    path: self.path.clone(),
                     key: key.to_string(),
                     profile: owner_key(owner).into(),
                     message: e.to_string(),
@@ -523,11 +520,7 @@ impl Store {
         now_ms: u64,
         create: Option<&NewApp<'_>>,
     ) -> Result<Option<i64>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_err(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -602,11 +595,7 @@ impl Store {
     /// Removes a rule and closes the gap in its list. Returns its owner and its row as it was,
     /// or `None` when no rule has that id.
     pub fn remove_rule(&mut self, id: i64) -> Result<Option<RuleOwner>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_err(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -629,11 +618,7 @@ impl Store {
     /// Moves a rule to the 1-based `position` in its list (past the end: last). Returns its
     /// owner, or `None` when no rule has that id.
     pub fn move_rule(&mut self, id: i64, position: u32) -> Result<Option<RuleOwner>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_err(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -688,11 +673,7 @@ impl Store {
         restart: bool,
         exited: &dyn Fn(u32, u64) -> bool,
     ) -> Result<Vec<RuleOwner>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_err(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
