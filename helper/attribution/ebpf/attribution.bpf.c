@@ -10,9 +10,28 @@
 //   pcl_sockets:   socket cookie -> owner (the process that created or last used the socket)
 //   pcl_flows:     flow key (protocol, family, local, remote) -> cookie + owner + kind
 //   pcl_processes: (tgid, start time, exec count) -> ppid, comm, executable path
-// What they must not do: decide anything. Every program returns 1 (allow) on every path; a
+// What they must not do: decide anything of their own. Every program returns 1 (allow) on
+// every path but one: the fast path below, which only repeats a decision userspace made. A
 // failed lookup or update only leaves a gap that userspace fills the slow way (sock_diag and
-// /proc). Nothing wakes userspace per connection: it reads the maps when it needs an answer.
+// /proc, or the packet queue). Attribution wakes nobody per connection: userspace reads the
+// maps when it needs an answer.
+//
+// The fast path (off until userspace enables it in pcl_fast_config): userspace, having decided
+// a connection of process P to (protocol, address, port) from the packet queue, stores P's app
+// (pcl_fast_apps, keyed by tgid + start time + exec count, so a recycled pid or an execve never
+// inherits it) and the verdict for (app, protocol, address, port) with the policy generation it
+// was decided under (pcl_fast_verdicts). When the same app connects there again, connect4/6
+// find the verdict; it counts only while its generation is the current one (userspace bumps
+// the generation on every policy change, which retires every cached verdict at once).
+//   allow (TCP only): the socket gets our "allow" mark bits (SO_MARK), so its SYN passes the
+//     firewall's mark rule and never waits in the queue; when the connection is established
+//     the socket's own mark is restored, so a later re-decision (conntrack entry deleted)
+//     queues its next packet like any other. UDP is never fast-allowed: a connected UDP socket
+//     can still sendto() elsewhere with the socket's mark.
+//   block (TCP and connected UDP): connect() fails with EPERM; no packet leaves.
+// Each fast decision is reported to userspace through pcl_fast_events (a ring buffer; when it
+// is full the event is lost and counted, the decision is not delayed), so connections decided
+// in the kernel are still logged.
 //
 // Licence: GPL-2.0-or-later (compatible with the project's GPL-3.0-or-later) so that the
 // kernel lets the programs use its GPL-only helpers (bpf_get_current_task,
@@ -67,7 +86,17 @@
 #define COUNTER_PROCESSES 2
 #define COUNTER_EXE_FAILED 3
 #define COUNTER_UPDATE_FAILED 4
+#define COUNTER_FAST_ALLOWED 5
+#define COUNTER_FAST_BLOCKED 6
+#define COUNTER_FAST_EVENTS_LOST 7
 #define COUNTERS 8
+
+#define SOL_SOCKET 1
+#define SO_MARK 36
+
+// Fast-path verdicts (the ABI with src/linux/fast.rs).
+#define FAST_ALLOW 1
+#define FAST_BLOCK 2
 
 struct owner {
 	__u32 tgid;     // the process id (of the initial pid namespace)
@@ -146,6 +175,91 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } pcl_counters SEC(".maps");
+
+// The fast path's switches, written by userspace only.
+struct fast_config {
+	__u32 enabled;    // 0: the programs only observe
+	__u32 mask;       // our bits of the packet mark (the firewall's mark mask)
+	__u32 allow;      // the "allow" bits within it
+	__u32 pad;
+	__u64 generation; // the policy generation in force; older verdicts do not count
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fast_config);
+} pcl_fast_config SEC(".maps");
+
+struct fast_app {
+	__u32 app;        // userspace's number for the app's profile
+	__u32 pad;
+};
+
+// (tgid, start time, exec count) -> app, written by userspace after it attributed a process.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct proc_key);
+	__type(value, struct fast_app);
+} pcl_fast_apps SEC(".maps");
+
+struct verdict_key {
+	__u32 app;
+	__u8 protocol;
+	__u8 family;      // AF_INET (v4-mapped addresses as IPv4) or AF_INET6
+	__u16 port;       // the remote port, host byte order
+	__u32 addr[4];    // the remote address, network byte order; IPv4 in addr[0]
+};
+
+struct verdict_val {
+	__u64 generation;
+	__u32 verdict;    // FAST_ALLOW or FAST_BLOCK
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct verdict_key);
+	__type(value, struct verdict_val);
+} pcl_fast_verdicts SEC(".maps");
+
+// A socket the fast path marked, until its connection is established (or it closes).
+struct fast_socket {
+	__u32 orig_mark;  // the socket's mark before we set ours
+	__u32 app;
+	__u32 reported;   // the event was sent (sockops TCP_CONNECT_CB)
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct fast_socket);
+} pcl_fast_sockets SEC(".maps");
+
+// One connection decided in the kernel.
+struct fast_event {
+	struct owner owner;
+	__u32 app;
+	__u8 protocol;
+	__u8 family;
+	__u8 verdict;
+	__u8 pad;
+	__u16 lport;      // host byte order; 0 when not known yet (a blocked connect)
+	__u16 rport;
+	__u32 pad2;
+	__u32 laddr[4];   // network byte order; 0 when not known yet
+	__u32 raddr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} pcl_fast_events SEC(".maps");
 
 // Kernel types, only the fields read here; CO-RE relocates them against the running kernel's
 // BTF at load time.
@@ -455,6 +569,114 @@ int pcl_post_bind6(struct bpf_sock *ctx)
 	return post_bind(ctx, 1);
 }
 
+// Sends one fast decision to userspace; a full ring loses the event (counted), never the
+// decision.
+static __always_inline void fast_report(const struct owner *o, __u32 app, __u8 protocol,
+					__u8 family, __u8 verdict, __u16 lport, __u16 rport,
+					const __u32 laddr[4], const __u32 raddr[4])
+{
+	struct fast_event *e = bpf_ringbuf_reserve(&pcl_fast_events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_FAST_EVENTS_LOST);
+		return;
+	}
+	e->owner = *o;
+	e->app = app;
+	e->protocol = protocol;
+	e->family = family;
+	e->verdict = verdict;
+	e->pad = 0;
+	e->lport = lport;
+	e->rport = rport;
+	e->pad2 = 0;
+	e->laddr[0] = laddr[0];
+	e->laddr[1] = laddr[1];
+	e->laddr[2] = laddr[2];
+	e->laddr[3] = laddr[3];
+	e->raddr[0] = raddr[0];
+	e->raddr[1] = raddr[1];
+	e->raddr[2] = raddr[2];
+	e->raddr[3] = raddr[3];
+	bpf_ringbuf_submit(e, 0);
+}
+
+// The fast path at connect(): 0 refuses the connect (EPERM), 1 lets it go on (marked when a
+// cached "allow" applies, else to the queue as usual). See the top of this file.
+static __always_inline int fast_connect(struct bpf_sock_addr *ctx, const struct owner *o,
+					__u64 cookie, int v6)
+{
+	__u32 zero = 0;
+	struct fast_config *cfg = bpf_map_lookup_elem(&pcl_fast_config, &zero);
+	if (!cfg || !cfg->enabled)
+		return 1;
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 1;
+	__u8 protocol = (__u8)ctx->protocol;
+	struct fast_socket *marked = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
+	if (marked) {
+		// Marked for an earlier connect that never got established: its own mark back
+		// before anything else, so a stale "allow" never rides along to a new destination.
+		__u32 orig = marked->orig_mark;
+		bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &orig, sizeof(orig));
+		bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
+	}
+	struct proc_key pk = {
+		.tgid = o->tgid,
+		.start_ns = o->start_ns,
+		.exec_id = o->exec_id,
+	};
+	struct fast_app *app = bpf_map_lookup_elem(&pcl_fast_apps, &pk);
+	if (!app)
+		return 1;
+	struct verdict_key vk = {
+		.app = app->app,
+		.protocol = protocol,
+		.family = AF_INET,
+		.port = bpf_ntohs((__u16)ctx->user_port),
+	};
+	if (v6) {
+		__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
+		__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+		if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0x0000ffff)) {
+			vk.addr[0] = a3; // IPv4-mapped: the packets are IPv4
+		} else {
+			vk.family = AF_INET6;
+			vk.addr[0] = a0;
+			vk.addr[1] = a1;
+			vk.addr[2] = a2;
+			vk.addr[3] = a3;
+		}
+	} else {
+		vk.addr[0] = ctx->user_ip4;
+	}
+	struct verdict_val *v = bpf_map_lookup_elem(&pcl_fast_verdicts, &vk);
+	if (!v || v->generation != cfg->generation)
+		return 1;
+	if (v->verdict == FAST_BLOCK) {
+		__u32 none[4] = {};
+		count(COUNTER_FAST_BLOCKED);
+		fast_report(o, vk.app, protocol, vk.family, FAST_BLOCK, 0, vk.port, none, vk.addr);
+		return 0;
+	}
+	if (v->verdict != FAST_ALLOW || protocol != IPPROTO_TCP)
+		return 1;
+	__u32 orig = sk->mark;
+	__u32 mark = (orig & ~cfg->mask) | (cfg->allow & cfg->mask);
+	struct fast_socket fs = {
+		.orig_mark = orig,
+		.app = vk.app,
+	};
+	if (bpf_map_update_elem(&pcl_fast_sockets, &cookie, &fs, BPF_ANY) != 0)
+		return 1;
+	if (bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+		bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
+		return 1;
+	}
+	count(COUNTER_FAST_ALLOWED);
+	return 1;
+}
+
 // connect4/6: the connecting process owns the socket from now on. TCP's source port is still
 // 0 here (sockops records the flow); a UDP socket that is already bound is recorded at once.
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
@@ -463,7 +685,11 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, int v6)
 		return 1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct owner *o = own(cookie);
-	if (!o || ctx->protocol != IPPROTO_UDP)
+	if (!o)
+		return 1;
+	if (!fast_connect(ctx, o, cookie, v6))
+		return 0;
+	if (ctx->protocol != IPPROTO_UDP)
 		return 1;
 	struct bpf_sock *sk = ctx->sk;
 	if (!sk)
@@ -640,6 +866,13 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 			return 1;
 		ops_key(ops, &k, 1);
 		put_flow(&k, cookie, o, KIND_TCP_CONNECT);
+		// A connection the fast path allowed: reported now that its addresses are known.
+		struct fast_socket *fs = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
+		if (fs && !fs->reported) {
+			fs->reported = 1;
+			fast_report(o, fs->app, IPPROTO_TCP, k.family, FAST_ALLOW, k.lport, k.rport,
+				    k.laddr, k.raddr);
+		}
 		return 1;
 	}
 	case BPF_SOCK_OPS_TCP_LISTEN_CB: {
@@ -652,6 +885,13 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 		return 1;
 	}
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
+		// Established: a socket the fast path marked gets its own mark back (see the top).
+		struct fast_socket *fs = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
+		if (fs) {
+			__u32 orig = fs->orig_mark;
+			bpf_setsockopt(ops, SOL_SOCKET, SO_MARK, &orig, sizeof(orig));
+			bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
+		}
 		// Softirq: the current task is anyone; only a recorded owner counts. This fills the
 		// gap of a connect whose CONNECT_CB found no owner.
 		struct owner *o = bpf_map_lookup_elem(&pcl_sockets, &cookie);
@@ -690,6 +930,7 @@ int pcl_sock_release(struct bpf_sock *ctx)
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return 1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
 	struct owner *o = bpf_map_lookup_elem(&pcl_sockets, &cookie);
 	if (!o)
 		return 1;

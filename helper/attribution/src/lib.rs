@@ -162,6 +162,130 @@ pub enum Attribution {
     NotFound,
 }
 
+/// A process as the kernel's eBPF records name it: pid, start time and exec count. It names one
+/// program image of one process: a recycled pid or an `execve` gives another value. The fast
+/// path caches decisions under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelProcess {
+    /// The process id (of the initial pid namespace).
+    pub pid: u32,
+    /// When the process started, CLOCK_BOOTTIME nanoseconds.
+    pub start_ns: u64,
+    /// How many `execve`s the process had done.
+    pub exec_id: u64,
+}
+
+/// What [`Attributor::attribute_flow`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributed {
+    /// Who owns the socket.
+    pub attribution: Attribution,
+    /// The kernel's name of that process, when the answer came from an eBPF record of it.
+    pub kernel: Option<KernelProcess>,
+}
+
+/// A decision the kernel can repeat without asking userspace (see [`FastPath`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastVerdict {
+    /// TCP: the socket gets the firewall's "allow" mark, so its connection skips the queue.
+    Allow,
+    /// TCP or connected UDP: `connect()` fails with `EPERM`, nothing is sent.
+    Block,
+}
+
+/// The firewall's mark bits the fast path uses: `mask` (all of ours) and the `allow` value
+/// within it. A socket's other mark bits are never changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastMarks {
+    /// Our bits of the mark.
+    pub mask: u32,
+    /// The "allow" bits (within `mask`).
+    pub allow: u32,
+}
+
+/// A connection decided in the kernel by the fast path, reported after the fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastEvent {
+    /// The process that connected.
+    pub process: KernelProcess,
+    /// Its effective uid.
+    pub uid: u32,
+    /// The app number given to [`FastPath::remember`].
+    pub app: u32,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// What the kernel did.
+    pub verdict: FastVerdict,
+    /// This machine's address and port (known for allowed TCP connections; not for refused
+    /// connects, which never got one).
+    pub local: Option<SocketAddr>,
+    /// The destination.
+    pub remote: SocketAddr,
+}
+
+/// The kernel side of the firewall's decision cache: a verdict that userspace made for an
+/// app and a destination is repeated by the eBPF connect hooks for that app's later
+/// connections there, so they never wait in the packet queue (see `ebpf/attribution.bpf.c`).
+/// Every cached verdict carries the policy generation it was made under and counts only while
+/// that generation is current: [`set_generation`](Self::set_generation) after every policy
+/// change retires them all at once. Off until [`enable`](Self::enable); cloning shares it.
+#[derive(Debug, Clone)]
+pub struct FastPath {
+    inner: imp::FastPath,
+}
+
+impl FastPath {
+    /// Turns the fast path on with these marks and policy generation.
+    pub fn enable(&self, marks: FastMarks, generation: u64) -> std::io::Result<()> {
+        self.inner.configure(Some(marks), generation)
+    }
+
+    /// Turns it off: the hooks only observe again.
+    pub fn disable(&self) -> std::io::Result<()> {
+        self.inner.configure(None, 0)
+    }
+
+    /// Makes `generation` the current policy generation: verdicts cached under any other no
+    /// longer count.
+    pub fn set_generation(&self, generation: u64) -> std::io::Result<()> {
+        self.inner.set_generation(generation)
+    }
+
+    /// Caches `verdict` for `app`'s later connections over `protocol` to `remote`, made under
+    /// policy `generation`, and names `process` as one of `app`'s. UDP "allow" is not cached
+    /// (a connected UDP socket can still send elsewhere); ICMP has no connect.
+    pub fn remember(
+        &self,
+        process: KernelProcess,
+        app: u32,
+        protocol: Protocol,
+        remote: SocketAddr,
+        verdict: FastVerdict,
+        generation: u64,
+    ) -> std::io::Result<()> {
+        self.inner
+            .remember(process, app, protocol, remote, verdict, generation)
+    }
+
+    /// The reader of the kernel's reports, once (later calls give `None`).
+    pub fn take_events(&self) -> Option<FastEvents> {
+        self.inner.take_events().map(|inner| FastEvents { inner })
+    }
+}
+
+/// Reads the fast path's reports of connections decided in the kernel.
+#[derive(Debug)]
+pub struct FastEvents {
+    inner: imp::FastEvents,
+}
+
+impl FastEvents {
+    /// The next report, waiting at most `timeout` for one.
+    pub fn next(&mut self, timeout: Duration) -> Option<FastEvent> {
+        self.inner.next(timeout)
+    }
+}
+
 /// Counters since the [`Attributor`] was made. Stages added later bring their own fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -312,6 +436,13 @@ pub struct EbpfStatus {
     pub exe_unread: u64,
     /// Map updates the kernel refused.
     pub update_failures: u64,
+    /// Connects the fast path allowed (marked) and refused in the kernel, and its reports
+    /// lost because the ring buffer was full.
+    pub fast_allowed: u64,
+    /// See `fast_allowed`.
+    pub fast_blocked: u64,
+    /// See `fast_allowed`.
+    pub fast_events_lost: u64,
 }
 
 /// Finds the process behind connections. One per verdict thread: it is `Send`, not shared,
@@ -336,7 +467,19 @@ impl Attributor {
     /// Who owns the socket of `flow`. Never panics and never fails: errors are logged (at
     /// DEBUG) and give [`Attribution::NotFound`] or [`Attribution::SocketOnly`].
     pub fn attribute(&mut self, flow: &Flow) -> Attribution {
+        self.inner.attribute(flow).attribution
+    }
+
+    /// [`attribute`](Self::attribute), with the kernel's name of the process when eBPF
+    /// recorded it.
+    pub fn attribute_flow(&mut self, flow: &Flow) -> Attributed {
         self.inner.attribute(flow)
+    }
+
+    /// The kernel side of the decision cache, once (later calls, and attributors without
+    /// eBPF, give `None`).
+    pub fn fast_path(&mut self) -> Option<FastPath> {
+        self.inner.fast_path().map(|inner| FastPath { inner })
     }
 
     /// Counters since this attributor was made.

@@ -2,9 +2,14 @@
 //! tables come later). It keeps the crate compiling there: no attributor can be made, so no
 //! lookup can pretend to have found anything.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::{Attribution, AttributionConfig, AttributionError, AttributionStats, EbpfStatus, Flow};
+use crate::{
+    Attributed, AttributionConfig, AttributionError, AttributionStats, EbpfStatus, FastEvent,
+    FastMarks, FastVerdict, Flow, KernelProcess, Protocol,
+};
 
 /// Has no values: [`Attributor::new`] always fails here.
 #[derive(Debug)]
@@ -17,7 +22,11 @@ impl Attributor {
         })
     }
 
-    pub(crate) fn attribute(&mut self, _flow: &Flow) -> Attribution {
+    pub(crate) fn attribute(&mut self, _flow: &Flow) -> Attributed {
+        match *self {}
+    }
+
+    pub(crate) fn fast_path(&mut self) -> Option<FastPath> {
         match *self {}
     }
 
@@ -26,6 +35,46 @@ impl Attributor {
     }
 
     pub(crate) fn ebpf_status(&self) -> Option<EbpfStatus> {
+        match *self {}
+    }
+}
+
+/// Has no values: no attributor, so no fast path.
+#[derive(Debug, Clone)]
+pub(crate) enum FastPath {}
+
+impl FastPath {
+    pub(crate) fn configure(&self, _marks: Option<FastMarks>, _gen: u64) -> std::io::Result<()> {
+        match *self {}
+    }
+
+    pub(crate) fn set_generation(&self, _generation: u64) -> std::io::Result<()> {
+        match *self {}
+    }
+
+    pub(crate) fn remember(
+        &self,
+        _process: KernelProcess,
+        _app: u32,
+        _protocol: Protocol,
+        _remote: SocketAddr,
+        _verdict: FastVerdict,
+        _generation: u64,
+    ) -> std::io::Result<()> {
+        match *self {}
+    }
+
+    pub(crate) fn take_events(&self) -> Option<FastEvents> {
+        match *self {}
+    }
+}
+
+/// Has no values.
+#[derive(Debug)]
+pub(crate) enum FastEvents {}
+
+impl FastEvents {
+    pub(crate) fn next(&mut self, _timeout: Duration) -> Option<FastEvent> {
         match *self {}
     }
 }

@@ -56,6 +56,9 @@ pub struct InterceptSection {
     pub queue_num: u16,
     /// The mark bits Portcullis owns (default 0x9000_0000); at least two bits.
     pub mark_mask: u32,
+    /// Whether the kernel repeats cached decisions at `connect()` (default true; needs eBPF):
+    /// an app's later TCP connections to a destination already decided skip the packet queue.
+    pub fast_path: bool,
 }
 
 impl Default for InterceptSection {
@@ -64,6 +67,7 @@ impl Default for InterceptSection {
             enabled: true,
             queue_num: 4200,
             mark_mask: 0x9000_0000,
+            fast_path: true,
         }
     }
 }

@@ -10,28 +10,31 @@
 //! a queue nobody reads (with fail-open, `--queue-bypass` covers the crash case too).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use portcullis_attribution::{
-    AppIdentity, Attribution, AttributionConfig, Attributor, Flow, ProcessInfo,
+    AppIdentity, Attribution, AttributionConfig, Attributor, FastEvent, FastEvents, FastMarks,
+    FastPath, FastVerdict, Flow, KernelProcess, ProcessInfo,
 };
 use portcullis_intercept::{
-    ForgetFilter, InstalledRules, InterceptConfig, InterceptError, Pending, Queue, QueueStopper,
+    ForgetFilter, InstalledRules, InterceptConfig, InterceptError, Marks, Pending, Queue,
+    QueueStopper,
 };
 use portcullis_policy::resolve;
 use portcullis_protocol::{
-    Action, ConnectionInfo, Direction, Event, PromptInfo, PromptOutcome, Protocol, SettingKey,
-    SettingValue, Verdict,
+    Action, ConnectionInfo, DecidedBy, Direction, Event, Explanation, PromptInfo, PromptOutcome,
+    Protocol, SettingKey, SettingValue, Verdict,
 };
 use tokio::sync::{broadcast, mpsc};
 
-use crate::live::{ConnectionLog, OpenPrompt, PromptBoard, PromptReply, SharedPolicy};
+use crate::live::{AppSlots, ConnectionLog, OpenPrompt, PromptBoard, PromptReply, SharedPolicy};
 use crate::store::KERNEL_KEY;
 use crate::verdict::{Observed, decide_observed};
 
@@ -69,20 +72,33 @@ pub struct Enforcer {
     rules: Option<InstalledRules>,
     stopper: QueueStopper,
     thread: Option<JoinHandle<()>>,
+    /// The thread that logs connections the kernel decided (fast path), and its stop flag.
+    fast_thread: Option<JoinHandle<()>>,
+    fast_stop: Arc<AtomicBool>,
 }
 
 impl Enforcer {
-    /// Binds the queue, starts the verdict thread, then installs the rules that feed it.
+    /// Binds the queue, starts the verdict thread, then installs the rules that feed it, and
+    /// then (with `fast_path` and eBPF) lets the kernel repeat cached decisions.
     pub fn start(
         config: InterceptConfig,
         ebpf_cgroup: Option<PathBuf>,
+        fast_path: bool,
         shared: Shared,
         replies: Receiver<PromptReply>,
     ) -> anyhow::Result<Enforcer> {
         let queue = Queue::open(&config).context("cannot bind the packet queue")?;
         let stopper = queue.stopper();
-        let (attributor, how) = start_attribution(ebpf_cgroup)?;
+        let (mut attributor, mut how) = start_attribution(ebpf_cgroup)?;
+        let fast = if fast_path {
+            attributor.fast_path()
+        } else {
+            None
+        };
+        let slots = Arc::new(AppSlots::default());
         let thread_shared = shared.clone();
+        let thread_fast = fast.clone();
+        let thread_slots = Arc::clone(&slots);
         let thread = std::thread::Builder::new()
             .name("verdicts".into())
             .spawn(move || {
@@ -90,7 +106,9 @@ impl Enforcer {
                 // says "enforcing": stop the helper instead, so the service manager restarts
                 // it (the rules stay; fail-open lets traffic pass meanwhile).
                 let run = std::panic::AssertUnwindSafe(|| {
-                    VerdictLoop::new(queue, attributor, thread_shared, replies).run();
+                    VerdictLoop::new(queue, attributor, thread_shared, replies)
+                        .with_fast_path(thread_fast, thread_slots)
+                        .run();
                 });
                 if std::panic::catch_unwind(run).is_err() {
                     tracing::error!("the verdict thread failed; stopping the helper");
@@ -99,24 +117,64 @@ impl Enforcer {
             })
             .context("cannot start the verdict thread")?;
         let mut enforcer = Enforcer {
-            attribution: how,
+            attribution: String::new(),
             config,
             shared,
             rules: None,
             stopper,
             thread: Some(thread),
+            fast_thread: None,
+            fast_stop: Arc::new(AtomicBool::new(false)),
         };
         match InstalledRules::install(&enforcer.config) {
             Ok(rules) => {
                 tracing::info!(backend = ?rules.backend(), "firewall rules installed");
                 enforcer.rules = Some(rules);
-                Ok(enforcer)
             }
             Err(e) => {
                 enforcer.stop();
-                Err(e).context("cannot install the firewall rules")
+                return Err(e).context("cannot install the firewall rules");
             }
         }
+        // Only now: a marked SYN passes because of the rules' mark rule.
+        if let Some(fast) = fast {
+            match enforcer.start_fast_path(fast, slots) {
+                Ok(()) => how.push_str("; decisions cached in the kernel (fast path)"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the fast path is off");
+                    how.push_str("; fast path off");
+                }
+            }
+        } else if fast_path {
+            how.push_str("; fast path off (needs eBPF)");
+        }
+        enforcer.attribution = how;
+        Ok(enforcer)
+    }
+
+    /// Turns the kernel's decision cache on and starts logging what it decides.
+    fn start_fast_path(&mut self, fast: FastPath, slots: Arc<AppSlots>) -> anyhow::Result<()> {
+        let marks = Marks::from_mask(self.config.mark_mask).context("bad mark mask")?;
+        let events = fast
+            .take_events()
+            .context("the fast path's reports were already taken")?;
+        let marks = FastMarks {
+            mask: marks.mask,
+            allow: marks.allow,
+        };
+        self.shared
+            .policy
+            .attach_fast_path(fast, marks)
+            .context("cannot turn the fast path on")?;
+        let shared = self.shared.clone();
+        let stop = Arc::clone(&self.fast_stop);
+        let thread = std::thread::Builder::new()
+            .name("fast-path-log".into())
+            .spawn(move || log_fast_events(events, &shared, &slots, &stop))
+            .context("cannot start the fast path's log thread")?;
+        self.fast_thread = Some(thread);
+        tracing::info!("fast path on: cached decisions are repeated in the kernel");
+        Ok(())
     }
 
     /// Reinstalls the rules with a new fail-open choice (the rest of the configuration stays).
@@ -194,8 +252,15 @@ impl Enforcer {
         }
     }
 
-    /// Removes the rules, then stops the verdict thread.
+    /// Turns the fast path off, removes the rules, then stops the verdict thread.
     pub fn stop(&mut self) {
+        self.shared.policy.detach_fast_path();
+        self.fast_stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.fast_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the fast path's log thread panicked");
+        }
         if let Some(mut rules) = self.rules.take() {
             match rules.remove() {
                 Ok(_) => tracing::info!("firewall rules removed"),
@@ -214,6 +279,85 @@ impl Enforcer {
 impl Drop for Enforcer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Logs the connections the kernel decided from its cache, as the verdict thread logs the
+/// others, until `stop`. Off the verdict path: a slow subscriber never delays a decision.
+fn log_fast_events(mut events: FastEvents, shared: &Shared, slots: &AppSlots, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(event) = events.next(Duration::from_millis(250)) else {
+            continue;
+        };
+        let Some(app) = slots.key(event.app) else {
+            tracing::debug!(
+                app = event.app,
+                "fast-path report for an unknown app number"
+            );
+            continue;
+        };
+        let info = fast_connection(shared, &event, app);
+        let _ = shared.events.send(Event::Connection {
+            connection: info.clone(),
+        });
+        shared.log.record(info);
+    }
+}
+
+/// A connection the kernel decided, as the log and subscribers see it: the policy's
+/// explanation for it now, with the kernel's verdict.
+fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> ConnectionInfo {
+    let verdict = match event.verdict {
+        FastVerdict::Allow => Verdict::Allow,
+        FastVerdict::Block => Verdict::Block,
+    };
+    let snapshot = shared.policy.load();
+    let seen = Observed {
+        direction: Direction::Outbound,
+        protocol: event.protocol,
+        remote: event.remote.ip(),
+        remote_port: Some(event.remote.port()),
+        local_port: event.local.map(|l| l.port()),
+        app: &app,
+    };
+    let (mut explanation, scope) = decide_observed(&snapshot, &seen, false);
+    if explanation.verdict != verdict {
+        // The policy changed since the kernel decided (a moment's race): say what happened.
+        explanation = Explanation {
+            verdict,
+            decided_by: explanation.decided_by,
+            summary: format!(
+                "{} by a decision cached in the kernel just before the policy changed",
+                if verdict == Verdict::Allow {
+                    "allowed"
+                } else {
+                    "blocked"
+                }
+            ),
+        };
+    }
+    let local = event.local.map_or_else(
+        || match event.remote {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        },
+        |l| l.ip(),
+    );
+    ConnectionInfo {
+        id: shared.log.next_id(),
+        unix_ms: crate::now_ms(),
+        app,
+        pid: Some(event.process.pid),
+        direction: Direction::Outbound,
+        protocol: event.protocol,
+        local,
+        local_port: event.local.map(|l| l.port()),
+        remote: event.remote.ip(),
+        remote_port: Some(event.remote.port()),
+        domain: None,
+        scope,
+        explanation,
+        decided_in_kernel: true,
     }
 }
 
@@ -303,6 +447,9 @@ struct VerdictLoop {
     held: HashMap<u64, Held>,
     /// The snapshot held prompts were last decided with.
     decided_with: Option<Arc<crate::store::Snapshot>>,
+    /// The kernel's decision cache, and the app numbers it stores.
+    fast: Option<FastPath>,
+    slots: Arc<AppSlots>,
 }
 
 /// What to do with a packet.
@@ -336,6 +483,54 @@ impl VerdictLoop {
             requested: HashSet::new(),
             held: HashMap::new(),
             decided_with: None,
+            fast: None,
+            slots: Arc::new(AppSlots::default()),
+        }
+    }
+
+    fn with_fast_path(mut self, fast: Option<FastPath>, slots: Arc<AppSlots>) -> VerdictLoop {
+        self.fast = fast;
+        self.slots = slots;
+        self
+    }
+
+    /// Hands a decision to the kernel's cache, so the app's next connection to the same
+    /// destination is decided at `connect()`: only a plain allow or block (not an answer that
+    /// stood in for a prompt nobody could see) of a new outbound connection by a process eBPF
+    /// named.
+    fn cache_in_kernel(
+        &self,
+        kernel: Option<KernelProcess>,
+        app: &str,
+        seen: &Observed<'_>,
+        explanation: &Explanation,
+        generation: u64,
+    ) {
+        let (Some(fast), Some(process), Some(port)) = (&self.fast, kernel, seen.remote_port) else {
+            return;
+        };
+        let verdict = match explanation.verdict {
+            Verdict::Allow => FastVerdict::Allow,
+            Verdict::Block => FastVerdict::Block,
+            Verdict::Drop | Verdict::Ask => return,
+        };
+        if seen.direction != Direction::Outbound
+            || matches!(
+                explanation.decided_by,
+                DecidedBy::Setting {
+                    key: SettingKey::PromptFallback,
+                    ..
+                }
+            )
+        {
+            return;
+        }
+        let Some(slot) = self.slots.slot(app) else {
+            return;
+        };
+        let remote = SocketAddr::new(seen.remote, port);
+        if let Err(e) = fast.remember(process, slot, seen.protocol, remote, verdict, generation) {
+            tracing::debug!(error = %e, "cannot cache a decision in the kernel");
         }
     }
 
@@ -559,14 +754,17 @@ impl VerdictLoop {
             Direction::Outbound => (packet.src, packet.src_port, packet.dst, packet.dst_port),
             Direction::Inbound => (packet.dst, packet.dst_port, packet.src, packet.src_port),
         };
-        let attribution = match (local_port, remote_port) {
-            (Some(lp), Some(rp)) => self.attributor.attribute(&Flow {
-                protocol: packet.protocol,
-                direction,
-                local: SocketAddr::new(local, lp),
-                remote: SocketAddr::new(remote, rp),
-            }),
-            _ => Attribution::NotFound,
+        let (attribution, kernel) = match (local_port, remote_port) {
+            (Some(lp), Some(rp)) => {
+                let found = self.attributor.attribute_flow(&Flow {
+                    protocol: packet.protocol,
+                    direction,
+                    local: SocketAddr::new(local, lp),
+                    remote: SocketAddr::new(remote, rp),
+                });
+                (found.attribution, found.kernel)
+            }
+            _ => (Attribution::NotFound, None),
         };
         let process: Option<&ProcessInfo> = match &attribution {
             Attribution::Process(p) => Some(p),
@@ -574,7 +772,7 @@ impl VerdictLoop {
         };
         let app = process.map_or_else(|| KERNEL_KEY.to_string(), |p| p.app.key());
 
-        let snapshot = shared.policy.load();
+        let (snapshot, generation) = shared.policy.load_with_generation();
         if let Some(p) = process
             && !snapshot.apps.contains_key(&app)
             && !self.requested.contains(&app)
@@ -602,6 +800,13 @@ impl VerdictLoop {
         };
         let (explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
         tracing::trace!(verdict = ?explanation.verdict, "connection decided");
+        // A first packet of a connection this machine opens (not a re-decided one).
+        if hook == Direction::Outbound
+            && direction == Direction::Outbound
+            && (packet.protocol != Protocol::Tcp || packet.tcp_syn)
+        {
+            self.cache_in_kernel(kernel, &app, &seen, &explanation, generation);
+        }
         let held = if explanation.verdict == Verdict::Ask {
             let app_overrides = snapshot.apps.get(&app).map(|p| &p.overrides);
             let now = crate::now_ms();
@@ -678,6 +883,7 @@ impl VerdictLoop {
             domain: None,
             scope,
             explanation,
+            decided_in_kernel: false,
         };
         let _ = shared.events.send(Event::Connection {
             connection: info.clone(),

@@ -3,41 +3,122 @@
 //! on the database: the service publishes a new immutable snapshot after every committed
 //! change, and the verdict path only clones an `Arc` or pushes into a bounded ring.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
+use portcullis_attribution::{FastMarks, FastPath};
 use portcullis_protocol::ConnectionInfo;
 
 use crate::store::Snapshot;
 
-/// The policy in force, swapped whole on every change.
+/// The policy in force, swapped whole on every change, with its generation: a number that
+/// grows with every swap. The kernel's decision cache (the fast path) keeps only verdicts made
+/// under the current generation, so the swap and the kernel's generation move together, under
+/// one lock.
 #[derive(Debug)]
-pub struct SharedPolicy(RwLock<Arc<Snapshot>>);
+pub struct SharedPolicy {
+    current: RwLock<(Arc<Snapshot>, u64)>,
+    fast: OnceLock<FastPath>,
+}
 
 impl SharedPolicy {
-    /// Starts with `snapshot`.
+    /// Starts with `snapshot`, generation 1.
     pub fn new(snapshot: Snapshot) -> SharedPolicy {
-        SharedPolicy(RwLock::new(Arc::new(snapshot)))
+        SharedPolicy {
+            current: RwLock::new((Arc::new(snapshot), 1)),
+            fast: OnceLock::new(),
+        }
     }
 
     /// The snapshot in force now; holding it never blocks a writer.
     pub fn load(&self) -> Arc<Snapshot> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.load_with_generation().0
     }
 
-    /// Replaces the snapshot.
+    /// The snapshot in force now and its generation.
+    pub fn load_with_generation(&self) -> (Arc<Snapshot>, u64) {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        (current.0.clone(), current.1)
+    }
+
+    /// Replaces the snapshot, and retires the verdicts the kernel cached under the old one.
     pub fn store(&self, snapshot: Snapshot) {
         let new = Arc::new(snapshot);
-        let old = std::mem::replace(
-            &mut *self.0.write().unwrap_or_else(PoisonError::into_inner),
-            new,
-        );
+        let old = {
+            let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+            let generation = current.1.wrapping_add(1);
+            if let Some(fast) = self.fast.get()
+                && let Err(e) = fast.set_generation(generation)
+            {
+                // The kernel would go on repeating old verdicts: stop it instead.
+                tracing::error!(error = %e, "cannot update the fast path; turning it off");
+                let _ = fast.disable();
+            }
+            std::mem::replace(&mut *current, (new, generation))
+        };
         // The old snapshot is freed here, after the lock is released.
         drop(old);
+    }
+
+    /// Turns the kernel's decision cache on, in step with this policy from now on.
+    pub fn attach_fast_path(&self, fast: FastPath, marks: FastMarks) -> std::io::Result<()> {
+        let current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        fast.enable(marks, current.1)?;
+        if self.fast.set(fast.clone()).is_err() {
+            // Attached before: the first one stays in step.
+            let _ = fast.disable();
+        }
+        Ok(())
+    }
+
+    /// Turns the kernel's decision cache off (at stop).
+    pub fn detach_fast_path(&self) {
+        let _current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(fast) = self.fast.get()
+            && let Err(e) = fast.disable()
+        {
+            tracing::warn!(error = %e, "cannot turn the fast path off");
+        }
+    }
+}
+
+/// Small numbers for app profile keys, which the kernel's decision cache stores instead of the
+/// keys. Numbers are never reused while the helper runs; at most [`AppSlots::MAX`] are given.
+#[derive(Debug, Default)]
+pub struct AppSlots {
+    inner: Mutex<SlotTable>,
+}
+
+#[derive(Debug, Default)]
+struct SlotTable {
+    by_key: HashMap<String, u32>,
+    keys: Vec<String>,
+}
+
+impl AppSlots {
+    /// Most numbers given out; apps beyond are simply not cached in the kernel.
+    pub const MAX: usize = 65_536;
+
+    /// The number of `key`, given now if it has none; `None` when the table is full.
+    pub fn slot(&self, key: &str) -> Option<u32> {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&n) = t.by_key.get(key) {
+            return Some(n);
+        }
+        if t.keys.len() >= Self::MAX {
+            return None;
+        }
+        let n = u32::try_from(t.keys.len()).ok()?;
+        t.keys.push(key.to_string());
+        t.by_key.insert(key.to_string(), n);
+        Some(n)
+    }
+
+    /// The key of number `n`.
+    pub fn key(&self, n: u32) -> Option<String> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.keys.get(usize::try_from(n).ok()?).cloned()
     }
 }
 
@@ -102,6 +183,7 @@ mod tests {
             remote_port: Some(2),
             domain: None,
             scope: Scope::Lan,
+            decided_in_kernel: false,
             explanation: Explanation {
                 verdict: Verdict::Allow,
                 decided_by: DecidedBy::Rule {
@@ -112,6 +194,17 @@ mod tests {
                 summary: String::new(),
             },
         }
+    }
+
+    #[test]
+    fn app_slots_are_stable_and_reversible() {
+        let slots = AppSlots::default();
+        let a = slots.slot("/usr/bin/a").unwrap();
+        let b = slots.slot("/usr/bin/b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(slots.slot("/usr/bin/a"), Some(a));
+        assert_eq!(slots.key(b).as_deref(), Some("/usr/bin/b"));
+        assert_eq!(slots.key(999), None);
     }
 
     #[test]

@@ -53,6 +53,9 @@ struct Placement {
     /// Attribute with sock_diag and /proc only, without eBPF.
     #[arg(long)]
     no_ebpf: bool,
+    /// Decide every new connection in the helper: no decisions cached in the kernel.
+    #[arg(long)]
+    no_fast_path: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +104,10 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
             .ipc
             .group
             .unwrap_or_else(|| paths::DEFAULT_GROUP.to_string()),
-        intercept: config.intercept,
+        intercept: config::InterceptSection {
+            fast_path: config.intercept.fast_path && !p.no_fast_path,
+            ..config.intercept
+        },
         attribution: config::AttributionSection {
             ebpf: config.attribution.ebpf && !p.no_ebpf,
             ebpf_cgroup: p.ebpf_cgroup.clone().or(config.attribution.ebpf_cgroup),

@@ -118,6 +118,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         } else {
             None
         };
+        let fast_path = resolved.intercept.fast_path;
         let config = InterceptConfig {
             queue_num: resolved.intercept.queue_num,
             mark_mask: resolved.intercept.mark_mask,
@@ -132,7 +133,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             new_apps,
         };
         let started = tokio::task::spawn_blocking(move || {
-            Enforcer::start(config, ebpf_cgroup, shared, replies)
+            Enforcer::start(config, ebpf_cgroup, fast_path, shared, replies)
         })
         .await
         .context("the enforcement start-up failed")??;

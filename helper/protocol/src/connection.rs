@@ -99,4 +99,9 @@ pub struct ConnectionInfo {
     pub scope: crate::settings::Scope,
     /// The verdict and why.
     pub explanation: crate::explain::Explanation,
+    /// Whether the kernel repeated a decision cached for this app and destination (the fast
+    /// path): the connection never waited for the helper. Its explanation is the policy's
+    /// answer for it, computed again when the helper heard of it.
+    #[serde(default)]
+    pub decided_in_kernel: bool,
 }

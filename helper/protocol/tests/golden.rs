@@ -84,6 +84,7 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
         domain: None,
         scope: Scope::Lan,
         explanation: explanation.clone(),
+        decided_in_kernel: false,
     };
     let prompt = PromptInfo {
         id: 3,

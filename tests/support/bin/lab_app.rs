@@ -7,7 +7,7 @@
 //! retry, fork or linger beyond `--hold-ms`.
 //!
 //! ```text
-//! lab-app connect tcp HOST PORT [--send TEXT] [--timeout-ms N] [--hold-ms N] [--echo-every-ms N] [--ready]
+//! lab-app connect tcp HOST PORT [--send TEXT] [--timeout-ms N] [--hold-ms N] [--echo-every-ms N] [--ready] [--repeat N [--pause-ms N]]
 //! lab-app connect udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (connect() + send())
 //! lab-app send    udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (unconnected sendto())
 //! lab-app resolve NAME
@@ -16,7 +16,11 @@
 //! `--send` says otherwise and waits for the echo unless `--no-reply`. With `--ready`, a line
 //! `ready STEP peer=ADDR local=ADDR pid=PID` comes first, as soon as the socket has its local
 //! address (TCP: connected; UDP: first datagram sent), so a test can look at the socket while
-//! `--hold-ms` keeps it open.
+//! `--hold-ms` keeps it open. `--repeat N` (TCP) makes N attempts one after the other from this
+//! one process, each a new socket: every attempt but the last prints `attempt K ok …` or
+//! `attempt K error … code=C` (and only connects: `--hold-ms`, `--echo-every-ms` and
+//! `--ready` apply to the last); the last prints and exits as a single attempt would. `--pause-ms`
+//! waits that long between attempts.
 
 #[path = "../app_codes.rs"]
 mod app_codes;
@@ -39,6 +43,8 @@ struct Opts {
     every: Option<Duration>,
     reply: bool,
     ready: bool,
+    repeat: u32,
+    pause: Duration,
 }
 
 /// A failure with the exit code it maps to.
@@ -92,7 +98,25 @@ fn run(args: &[String]) -> Result<String, Failure> {
             let port: u16 = port.parse().map_err(|_| usage("bad port"))?;
             let addr = target(host, port)?;
             match (*verb, *proto) {
-                ("connect", "tcp") => tcp(addr, &opts),
+                ("connect", "tcp") => {
+                    // Attempts before the last only connect (and echo with `--send`).
+                    let quick = Opts {
+                        send: opts.send.clone(),
+                        hold: Duration::ZERO,
+                        every: None,
+                        ready: false,
+                        ..opts
+                    };
+                    for k in 1..opts.repeat {
+                        match tcp(addr, &quick) {
+                            Ok(line) => println!("attempt {k} ok {line}"),
+                            Err(f) => println!("attempt {k} error {} code={}", f.what, f.code),
+                        }
+                        let _ignored = io::stdout().flush();
+                        std::thread::sleep(opts.pause);
+                    }
+                    tcp(addr, &opts)
+                }
                 ("connect", "udp") => udp(addr, &opts, true),
                 ("send", "udp") => udp(addr, &opts, false),
                 _ => Err(usage("`send` is for udp; use `connect tcp`")),
@@ -110,6 +134,8 @@ fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
         every: None,
         reply: true,
         ready: false,
+        repeat: 1,
+        pause: Duration::ZERO,
     };
     loop {
         match rest {
@@ -137,6 +163,15 @@ fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
             }
             ["--ready", tail @ ..] => {
                 opts.ready = true;
+                rest = tail;
+            }
+            ["--repeat", n, tail @ ..] => {
+                let n: u32 = n.parse().map_err(|_| usage("bad count"))?;
+                opts.repeat = n.clamp(1, 10_000);
+                rest = tail;
+            }
+            ["--pause-ms", ms, tail @ ..] => {
+                opts.pause = Duration::from_millis(ms.parse().map_err(|_| usage("bad ms"))?);
                 rest = tail;
             }
             _ => return Err(usage("unknown option")),

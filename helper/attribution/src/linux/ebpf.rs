@@ -54,6 +54,10 @@ const MAP_SOCKETS: &str = "pcl_sockets";
 const MAP_FLOWS: &str = "pcl_flows";
 const MAP_PROCESSES: &str = "pcl_processes";
 const MAP_COUNTERS: &str = "pcl_counters";
+pub(crate) const MAP_FAST_CONFIG: &str = "pcl_fast_config";
+pub(crate) const MAP_FAST_APPS: &str = "pcl_fast_apps";
+pub(crate) const MAP_FAST_VERDICTS: &str = "pcl_fast_verdicts";
+pub(crate) const MAP_FAST_EVENTS: &str = "pcl_fast_events";
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -157,11 +161,11 @@ impl FlowVal {
 /// `struct proc_key`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-struct ProcKey {
-    tgid: u32,
-    pad: u32,
-    start_ns: u64,
-    exec_id: u64,
+pub(crate) struct ProcKey {
+    pub tgid: u32,
+    pub pad: u32,
+    pub start_ns: u64,
+    pub exec_id: u64,
 }
 
 /// Bytes of path components in a process record (`EXE_BYTES`).
@@ -322,6 +326,8 @@ pub(crate) struct EbpfSource {
     flows: HashMap<MapData, FlowKey, FlowVal>,
     processes: HashMap<MapData, ProcKey, ProcVal>,
     counters: PerCpuArray<MapData, u64>,
+    /// The fast path's maps until [`take_fast`](Self::take_fast) hands them out.
+    fast: Option<super::fast::FastMaps>,
     cgroup: PathBuf,
     sizes: MapSizes,
     /// Map reads that failed other than with "no such key".
@@ -388,6 +394,8 @@ impl EbpfSource {
             .map_err(|e| ebpf_error("open the process map", cgroup, e))?;
         let counters = PerCpuArray::try_from(take(&mut bpf, MAP_COUNTERS)?)
             .map_err(|e| ebpf_error("open the counters", cgroup, e))?;
+        let fast = super::fast::FastMaps::take(&mut bpf)
+            .map_err(|e| ebpf_error("open the fast-path maps", cgroup, e))?;
         tracing::info!(programs = attached.len(), "eBPF attribution attached");
         tracing::debug!(cgroup = %cgroup.display(), "eBPF attribution cgroup");
         Ok(EbpfSource {
@@ -396,10 +404,16 @@ impl EbpfSource {
             flows,
             processes,
             counters,
+            fast: Some(fast),
             cgroup: cgroup.to_path_buf(),
             sizes,
             errors: 0,
         })
+    }
+
+    /// The fast path's maps, once.
+    pub(crate) fn take_fast(&mut self) -> Option<super::fast::FastMaps> {
+        self.fast.take()
     }
 
     /// The record of `key`, if there is one.
@@ -441,7 +455,7 @@ impl EbpfSource {
 
     /// Entries and counters; walks every map (one syscall per entry): for diagnostics.
     pub(crate) fn status(&self) -> EbpfStatus {
-        let mut counters = [0_u64; 5];
+        let mut counters = [0_u64; 8];
         for (i, slot) in counters.iter_mut().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             if let Ok(values) = self.counters.get(&index, 0) {
@@ -454,6 +468,9 @@ impl EbpfSource {
             processes_recorded,
             exe_unread,
             update_failures,
+            fast_allowed,
+            fast_blocked,
+            fast_events_lost,
         ] = counters;
         EbpfStatus {
             cgroup: self.cgroup.clone(),
@@ -468,6 +485,9 @@ impl EbpfSource {
             processes_recorded,
             exe_unread,
             update_failures,
+            fast_allowed,
+            fast_blocked,
+            fast_events_lost,
         }
     }
 }

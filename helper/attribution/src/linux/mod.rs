@@ -21,6 +21,7 @@
 //! answer. Addresses and paths appear only in TRACE events.
 
 mod ebpf;
+mod fast;
 mod identity;
 mod inodes;
 mod pidfd;
@@ -35,10 +36,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::{
-    AppIdentity, Attribution, AttributionConfig, AttributionError, AttributionStats, Direction,
-    EbpfStatus, Flow, ProcessInfo, Protocol,
+    AppIdentity, Attributed, Attribution, AttributionConfig, AttributionError, AttributionStats,
+    Direction, EbpfStatus, Flow, KernelProcess, ProcessInfo, Protocol,
 };
 use ebpf::{EbpfSource, FlowVal, MapSizes};
+pub(crate) use fast::{FastEvents, FastPath};
 use inodes::{IndexConfig, InodeIndex, Owner};
 use processes::ProcessCache;
 use procfs::ProcFs;
@@ -107,9 +109,9 @@ impl Attributor {
         })
     }
 
-    pub(crate) fn attribute(&mut self, flow: &Flow) -> Attribution {
+    pub(crate) fn attribute(&mut self, flow: &Flow) -> Attributed {
         let started = Instant::now();
-        let result = self.lookup(flow, started);
+        let (result, owner) = self.lookup(flow, started);
         let spent = started.elapsed();
         self.stats.lookups += 1;
         self.stats.time_spent += spent;
@@ -163,7 +165,26 @@ impl Attributor {
                 );
             }
         }
-        result
+        // The kernel's name of the process, only when it is the process named.
+        let kernel = match &result {
+            Attribution::Process(info) => {
+                owner.filter(|o| o.tgid == info.pid).map(|o| KernelProcess {
+                    pid: o.tgid,
+                    start_ns: o.start_ns,
+                    exec_id: o.exec_id,
+                })
+            }
+            _ => None,
+        };
+        Attributed {
+            attribution: result,
+            kernel,
+        }
+    }
+
+    pub(crate) fn fast_path(&mut self) -> Option<fast::FastPath> {
+        let maps = self.ebpf.as_mut()?.source.take_fast()?;
+        Some(fast::FastPath::new(maps))
     }
 
     pub(crate) fn stats(&self) -> AttributionStats {
@@ -184,7 +205,8 @@ impl Attributor {
         self.ebpf.as_ref().map(|e| e.source.status())
     }
 
-    fn lookup(&mut self, flow: &Flow, now: Instant) -> Attribution {
+    /// The attribution, and the eBPF record of the owner it came from, if it came from one.
+    fn lookup(&mut self, flow: &Flow, now: Instant) -> (Attribution, Option<ebpf::Owner>) {
         let flow = Flow {
             local: canonical(flow.local),
             remote: canonical(flow.remote),
@@ -199,7 +221,7 @@ impl Attributor {
                 };
                 if record.kind().is_direct() && stage.source.socket_owner(record.cookie).is_some() {
                     self.stats.ebpf_hits += 1;
-                    return self.describe(&record.owner);
+                    return (self.describe(&record.owner), Some(record.owner));
                 }
                 held_back.get_or_insert(record);
             }
@@ -208,9 +230,9 @@ impl Attributor {
             // No socket any more: the process closed it or exited. The record names it.
             if let Some(record) = held_back {
                 self.stats.ebpf_closed_hits += 1;
-                return self.describe(&record.owner);
+                return (self.describe(&record.owner), Some(record.owner));
             }
-            return Attribution::NotFound;
+            return (Attribution::NotFound, None);
         };
         // The cookie of an outbound socket names whoever connected or sent with it.
         let cookie_owner = self.ebpf.as_mut().and_then(|stage| {
@@ -224,15 +246,15 @@ impl Attributor {
             && let Some(owner) = cookie_owner
         {
             self.stats.ebpf_cookie_hits += 1;
-            return self.describe(&owner);
+            return (self.describe(&owner), Some(owner));
         }
         let answer = self.holder_from_procfs(socket, now);
         if let (Attribution::SocketOnly { .. }, Some(owner)) = (&answer, cookie_owner) {
             // The holder could not be found: the recorded owner of this very socket.
             self.stats.ebpf_cookie_hits += 1;
-            return self.describe(&owner);
+            return (self.describe(&owner), Some(owner));
         }
-        answer
+        (answer, None)
     }
 
     /// Stages 3 and 4 for a socket sock_diag found.
