@@ -297,11 +297,18 @@ fn log_fast_events(mut events: FastEvents, shared: &Shared, slots: &AppSlots, st
             continue;
         };
         let info = fast_connection(shared, &event, app);
+        publish(shared, info);
+    }
+}
+
+/// Tells subscribers (if any: no copy is made for nobody) and records a decided connection.
+fn publish(shared: &Shared, info: ConnectionInfo) {
+    if shared.events.receiver_count() > 0 {
         let _ = shared.events.send(Event::Connection {
             connection: info.clone(),
         });
-        shared.log.record(info);
     }
+    shared.log.record(info);
 }
 
 /// A connection the kernel decided, as the log and subscribers see it: the policy's
@@ -885,11 +892,8 @@ impl VerdictLoop {
             explanation,
             decided_in_kernel: false,
         };
-        let _ = shared.events.send(Event::Connection {
-            connection: info.clone(),
-        });
         let verdict = info.explanation.verdict;
-        shared.log.record(info);
+        publish(shared, info);
         match held {
             Some(ask) => Outcome::Hold(Box::new(ask)),
             None => Outcome::Answer(verdict),

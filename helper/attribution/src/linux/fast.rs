@@ -299,32 +299,36 @@ impl std::fmt::Debug for FastEvents {
 }
 
 impl FastEvents {
+    /// The kernel wakes the reader only when its ring is a quarter full (a wake-up would cost
+    /// the connecting process), so an empty ring is polled again this often.
+    const POLL: Duration = Duration::from_millis(50);
+
     pub(crate) fn next(&mut self, timeout: Duration) -> Option<FastEvent> {
+        let deadline = std::time::Instant::now() + timeout;
         loop {
-            if let Some(item) = self.ring.next() {
+            while let Some(item) = self.ring.next() {
                 match decode_event(&item) {
                     Some(event) => return Some(event),
-                    None => {
-                        tracing::debug!(len = item.len(), "malformed fast-path report skipped");
-                        continue;
-                    }
+                    None => tracing::debug!(len = item.len(), "malformed fast-path report skipped"),
                 }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
             }
             let mut fd = libc::pollfd {
                 fd: self.ring.as_fd().as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
-            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            let ms = i32::try_from(left.min(Self::POLL).as_millis()).unwrap_or(i32::MAX);
             // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&raw mut fd, 1, ms) };
-            if ready <= 0 {
+            let ready = unsafe { libc::poll(&raw mut fd, 1, ms.max(1)) };
+            if ready < 0
+                && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+            {
                 return None;
             }
-            if let Some(item) = self.ring.next() {
-                return decode_event(&item);
-            }
-            return None;
         }
     }
 }

@@ -65,6 +65,10 @@ struct EbpfStage {
     netns: u64,
     /// Descriptions built from kernel records of processes that exited unseen.
     recorded: HashMap<ebpf::Owner, Arc<ProcessInfo>>,
+    /// Descriptions by the kernel's name of a process image (pid, start time, exec count):
+    /// while that name is the same, the process runs the same program it was described
+    /// running, so a hit needs no `/proc` check at all.
+    images: HashMap<(u32, u64, u64), Arc<ProcessInfo>>,
     max_recorded: usize,
     /// Nanoseconds per clock tick of `/proc/PID/stat`'s start time.
     ns_per_tick: u64,
@@ -89,6 +93,7 @@ impl Attributor {
                     source: EbpfSource::attach(cgroup, sizes)?,
                     netns,
                     recorded: HashMap::new(),
+                    images: HashMap::new(),
                     max_recorded: config.max_processes.max(1),
                     ns_per_tick: ns_per_tick(),
                 })
@@ -291,10 +296,23 @@ impl Attributor {
         let Some(stage) = self.ebpf.as_mut() else {
             return Attribution::NotFound;
         };
+        let image = (owner.tgid, owner.start_ns, owner.exec_id);
+        if let Some(info) = stage.images.get(&image) {
+            self.stats.process_cache_hits += 1;
+            return Attribution::Process(Arc::clone(info));
+        }
         let start_time = owner.start_ns / stage.ns_per_tick.max(1);
         if let Some((info, cached)) = self.processes.get_started(owner.tgid, start_time) {
             if cached {
                 self.stats.process_cache_hits += 1;
+            }
+            // Read just now (or revalidated): it runs the recorded image, unless it called
+            // execve in the few microseconds since it used the socket.
+            if !info.partial {
+                if stage.images.len() >= stage.max_recorded {
+                    stage.images.clear();
+                }
+                stage.images.insert(image, Arc::clone(&info));
             }
             return Attribution::Process(info);
         }
