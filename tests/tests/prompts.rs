@@ -150,6 +150,17 @@ fn an_answer_for_once_decides_only_that_connection() {
     let a = answer(&s, &p["id"], &["allow", "--once"]);
     assert_eq!(a["rule"], Value::Null);
     assert_eq!(finish(&first), OK, "{}", first.logs());
+    let conns = s.helper.ctl_json(["connections"]);
+    let logged = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["app"] == app.to_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        logged["explanation"]["verdict"], "allow",
+        "the log shows the answer, not the question: {logged}"
+    );
 
     // No rule: the next connection asks again; block it this time.
     let second = connect_bg(&s, &app, &[]);
@@ -239,10 +250,22 @@ fn no_answer_in_time_means_the_fallback_and_no_rule() {
             .ctl_json(["rules", "list", "--app", app.to_str().unwrap()]),
         serde_json::json!([])
     );
-    let last = s.helper.ctl_json(["connections"]);
+    let conns = s.helper.ctl_json(["connections"]);
+    let mine: Vec<&Value> = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["app"] == app.to_str().unwrap())
+        .collect();
+    let [c] = mine.as_slice() else {
+        panic!("one connection of the app: {conns:#}");
+    };
+    // Logged with how it ended: asked, then the fallback.
+    assert_eq!(c["explanation"]["verdict"], "block", "{c}");
+    let summary = c["explanation"]["summary"].as_str().unwrap();
     assert!(
-        last.to_string().contains("\"ask\""),
-        "the connection's explanation says it asked: {last}"
+        summary.contains("ask") && summary.contains("prompt_fallback decided"),
+        "{summary}"
     );
 }
 

@@ -441,6 +441,8 @@ struct Held {
     local_port: Option<u16>,
     remote_port: Option<u16>,
     packets: Vec<Pending>,
+    /// The logged connections waiting on it, settled with its outcome.
+    connections: Vec<u64>,
     deadline: Instant,
 }
 
@@ -473,6 +475,8 @@ struct Ask {
     local_port: Option<u16>,
     remote_port: Option<u16>,
     start_time: Option<u64>,
+    /// The logged connection (its verdict still `ask`).
+    connection: u64,
 }
 
 impl VerdictLoop {
@@ -594,16 +598,23 @@ impl VerdictLoop {
             local_port,
             remote_port,
             start_time,
+            connection,
         } = ask;
         let held_packets: usize = self.held.values().map(|h| h.packets.len()).sum();
         if held_packets >= MAX_HELD_PACKETS {
             tracing::debug!("too many held packets; the fallback decides");
             let fallback = info.fallback;
+            self.settle(
+                connection,
+                fallback,
+                "too many connections wait for answers, so prompt_fallback decided",
+            );
             return self.answer(pending, fallback);
         }
         if let Some(h) = self.held.values_mut().find(|h| h.key == key) {
             if h.packets.len() < MAX_PACKETS_PER_PROMPT {
                 h.packets.push(pending);
+                h.connections.push(connection);
                 h.info.waiting = u32::try_from(h.packets.len()).unwrap_or(u32::MAX);
                 if let Some(mut open) = self.shared.prompts.get(h.info.id) {
                     open.info.waiting = h.info.waiting;
@@ -613,12 +624,22 @@ impl VerdictLoop {
             }
             // More retries of a connection that waits: dropped quietly, so neither the
             // fallback nor a reject runs ahead of the user's answer.
+            self.settle(
+                connection,
+                Verdict::Drop,
+                "a retry while earlier attempts wait for the answer, dropped",
+            );
             return self.answer(pending, Verdict::Drop);
         }
         let per_app = self.held.values().filter(|h| h.key.app == key.app).count();
         if self.held.len() >= MAX_PROMPTS || per_app >= MAX_PROMPTS_PER_APP {
             tracing::debug!("too many open prompts; the fallback decides");
             let fallback = info.fallback;
+            self.settle(
+                connection,
+                fallback,
+                "too many prompts are open, so prompt_fallback decided",
+            );
             return self.answer(pending, fallback);
         }
         let timeout =
@@ -639,6 +660,7 @@ impl VerdictLoop {
                 local_port,
                 remote_port,
                 packets: vec![pending],
+                connections: vec![connection],
                 deadline: Instant::now() + timeout,
             },
         );
@@ -653,7 +675,29 @@ impl VerdictLoop {
         for p in held.packets {
             self.answer(p, verdict);
         }
+        let how = match outcome {
+            PromptOutcome::Answered { .. } => "the prompt was answered",
+            PromptOutcome::DecidedByPolicy { .. } => "a policy change decided it while it waited",
+            PromptOutcome::TimedOut { .. } => {
+                "no answer came in time (or nobody was left to answer), so prompt_fallback decided"
+            }
+        };
+        for c in held.connections {
+            self.settle(c, verdict, how);
+        }
         let _ = self.shared.events.send(Event::PromptClosed { id, outcome });
+    }
+
+    /// Records how a connection that was asked about ended, and tells subscribers.
+    fn settle(&self, connection: u64, verdict: Verdict, how: &str) {
+        if let Some(info) = self.shared.log.settle(connection, verdict, how)
+            && self.shared.events.receiver_count() > 0
+        {
+            let _ = self
+                .shared
+                .events
+                .send(Event::Connection { connection: info });
+        }
     }
 
     fn answers(&mut self) {
@@ -814,6 +858,7 @@ impl VerdictLoop {
         {
             self.cache_in_kernel(kernel, &app, &seen, &explanation, generation);
         }
+        let connection_id = shared.log.next_id();
         let held = if explanation.verdict == Verdict::Ask {
             let app_overrides = snapshot.apps.get(&app).map(|p| &p.overrides);
             let now = crate::now_ms();
@@ -872,12 +917,17 @@ impl VerdictLoop {
                 local_port,
                 remote_port,
                 start_time,
+                connection: 0,
             })
         } else {
             None
         };
+        let held = held.map(|ask| Ask {
+            connection: connection_id,
+            ..ask
+        });
         let info = ConnectionInfo {
-            id: shared.log.next_id(),
+            id: connection_id,
             unix_ms: crate::now_ms(),
             app,
             pid: process.map(|p| p.pid),

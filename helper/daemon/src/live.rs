@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use portcullis_attribution::{FastMarks, FastPath};
-use portcullis_protocol::ConnectionInfo;
+use portcullis_protocol::{ConnectionInfo, Verdict};
 
 use crate::store::Snapshot;
 
@@ -154,6 +154,16 @@ impl ConnectionLog {
         entries.push_back(info);
     }
 
+    /// Ends the `ask` of connection `id`: its verdict becomes `verdict` and its summary says
+    /// `how`. Returns the updated connection, or `None` if it is no longer kept.
+    pub fn settle(&self, id: u64, verdict: Verdict, how: &str) -> Option<ConnectionInfo> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.iter_mut().rev().find(|c| c.id == id)?;
+        entry.explanation.verdict = verdict;
+        entry.explanation.summary = format!("{}; {how}: {verdict}", entry.explanation.summary);
+        Some(entry.clone())
+    }
+
     /// Every kept connection, oldest first.
     pub fn recent(&self) -> Vec<ConnectionInfo> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,9 +173,7 @@ impl ConnectionLog {
 
 #[cfg(test)]
 mod tests {
-    use portcullis_protocol::{
-        DecidedBy, Direction, Explanation, ProfileLabel, Protocol, Scope, Verdict,
-    };
+    use portcullis_protocol::{DecidedBy, Direction, Explanation, ProfileLabel, Protocol, Scope};
 
     use super::*;
 
@@ -194,6 +202,25 @@ mod tests {
                 summary: String::new(),
             },
         }
+    }
+
+    #[test]
+    fn settling_an_asked_connection_changes_its_verdict_and_says_how() {
+        let log = ConnectionLog::new(4);
+        let mut asked = conn(&log);
+        asked.explanation.verdict = Verdict::Ask;
+        asked.explanation.summary = "default_action=ask".into();
+        let id = asked.id;
+        log.record(asked);
+        log.record(conn(&log));
+        let settled = log.settle(id, Verdict::Block, "no answer").unwrap();
+        assert_eq!(settled.explanation.verdict, Verdict::Block);
+        assert_eq!(
+            settled.explanation.summary,
+            "default_action=ask; no answer: block"
+        );
+        assert_eq!(log.recent()[0].explanation.verdict, Verdict::Block);
+        assert_eq!(log.settle(999, Verdict::Allow, "x"), None);
     }
 
     #[test]
