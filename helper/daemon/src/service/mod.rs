@@ -48,6 +48,8 @@ pub struct Service {
     changes: tokio::sync::watch::Sender<u64>,
     enforcement: EnforcementState,
     attribution: Option<String>,
+    /// Most app profiles (`MAX_APPS`; smaller in tests).
+    max_apps: usize,
 }
 
 fn invalid(message: impl Into<String>) -> ErrorFrame {
@@ -168,6 +170,7 @@ impl Service {
             changes: tokio::sync::watch::Sender::new(0),
             enforcement,
             attribution: None,
+            max_apps: MAX_APPS,
         })
     }
 
@@ -219,8 +222,8 @@ impl Service {
             tracing::warn!("an app with an unusable path connected; no profile made");
             return;
         }
-        if self.snapshot.apps.len() >= MAX_APPS {
-            tracing::warn!("too many app profiles; new apps get the global settings");
+        if !self.make_room() {
+            tracing::warn!("too many configured app profiles; new apps get the global settings");
             return;
         }
         let owner = RuleOwner::App(key.to_string());
@@ -300,7 +303,7 @@ impl Service {
     /// For a change to `owner`: `Some(name)` when it is an app without a profile yet (the
     /// change then creates it in the same transaction), after checking the app key and the
     /// limit on profiles.
-    fn new_app_for(&self, owner: &RuleOwner) -> Result<Option<String>, ErrorFrame> {
+    fn new_app_for(&mut self, owner: &RuleOwner) -> Result<Option<String>, ErrorFrame> {
         let RuleOwner::App(key) = owner else {
             return Ok(None);
         };
@@ -308,12 +311,44 @@ impl Service {
         if self.snapshot.apps.contains_key(key) {
             return Ok(None);
         }
-        if self.snapshot.apps.len() >= MAX_APPS {
+        if !self.make_room() {
             return Err(invalid(format!(
-                "the helper already knows {MAX_APPS} apps, the most allowed; remove some first"
+                "the helper already knows {} configured apps, the most allowed; remove some first",
+                self.max_apps
             )));
         }
         Ok(Some(app_name(key)))
+    }
+
+    /// Whether there is room for one more app profile, after forgetting, if the limit is
+    /// reached, the least recently created or changed profile that nobody configured (no rules,
+    /// no settings: the verdict path made it, and it decides nothing the global settings would
+    /// not). So any local user who runs thousands of programs can only push out such profiles,
+    /// never a configured one; a forgotten app gets a new profile at its next connection.
+    fn make_room(&mut self) -> bool {
+        if self.snapshot.apps.len() < self.max_apps {
+            return true;
+        }
+        match self.store.evict_unconfigured() {
+            Ok(Some(key)) => {
+                tracing::info!("app profile limit reached; an unconfigured profile was forgotten");
+                self.snapshot.apps.remove(&key);
+                self.policy.store(self.snapshot.clone());
+                self.snapshot.apps.len() < self.max_apps
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!("cannot forget an unconfigured app profile");
+                tracing::debug!(error = %e, "cannot forget an unconfigured app profile");
+                false
+            }
+        }
+    }
+
+    /// Sets a smaller profile limit (tests).
+    #[cfg(test)]
+    pub fn set_max_apps(&mut self, max: usize) {
+        self.max_apps = max;
     }
 
     /// After a committed change of `owner`: reloads it (or everything, if that fails) and

@@ -527,3 +527,39 @@ fn answering_an_unknown_prompt_is_not_found() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
 }
+
+#[test]
+fn at_the_profile_limit_unconfigured_profiles_make_room_and_configured_ones_stay() {
+    let (_d, mut svc, _rx) = service();
+    // The special profiles (kernel, system DNS) count too.
+    let base = svc.snapshot.apps.len();
+    svc.set_max_apps(base + 3);
+    add(&mut svc, RuleOwner::App(CURL.into()), "- 10.0.0.0/8").unwrap();
+    svc.app_seen("/usr/bin/a", AppKind::Executable, "a", 10);
+    svc.app_seen("/usr/bin/b", AppKind::Executable, "b", 20);
+    assert_eq!(svc.snapshot.apps.len(), base + 3);
+    // Full: the oldest unconfigured profile (a) goes, the configured one (curl) stays.
+    svc.app_seen("/usr/bin/c", AppKind::Executable, "c", 30);
+    let keys: Vec<&str> = svc.snapshot.apps.keys().map(String::as_str).collect();
+    assert!(
+        keys.contains(&CURL) && keys.contains(&"/usr/bin/c"),
+        "{keys:?}"
+    );
+    assert!(!keys.contains(&"/usr/bin/a"), "{keys:?}");
+    assert!(
+        !svc.policy().load().apps.contains_key("/usr/bin/a"),
+        "the decision path's snapshot follows"
+    );
+    // A client configuring a new app also makes room.
+    add(&mut svc, RuleOwner::App("/usr/bin/d".into()), "+ 10.0.0.1").unwrap();
+    add(&mut svc, RuleOwner::App("/usr/bin/e".into()), "+ 10.0.0.1").unwrap();
+    // Now every app profile is configured: no room, and nothing configured is lost.
+    let err = add(&mut svc, RuleOwner::App("/usr/bin/f".into()), "+ 10.0.0.1").unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput);
+    assert!(err.message.contains("configured apps"), "{}", err.message);
+    svc.app_seen("/usr/bin/g", AppKind::Executable, "g", 40);
+    assert!(!svc.snapshot.apps.contains_key("/usr/bin/g"));
+    for key in [CURL, "/usr/bin/d", "/usr/bin/e"] {
+        assert!(svc.snapshot.apps.contains_key(key), "{key} stays");
+    }
+}

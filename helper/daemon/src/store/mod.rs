@@ -417,6 +417,26 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the app profile without rules and settings that was created or changed least
+    /// recently, and returns its key; `None` when every app profile is configured. Special
+    /// profiles are never deleted.
+    pub fn evict_unconfigured(&mut self) -> Result<Option<String>, StoreError> {
+        let sql = sql_err(&self.path);
+        self.conn
+            .query_row(
+                "DELETE FROM profiles WHERE id = (\
+                   SELECT p.id FROM profiles p WHERE p.kind = 'executable' \
+                   AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.profile_id = p.id) \
+                   AND NOT EXISTS (SELECT 1 FROM settings s WHERE s.profile_id = p.id) \
+                   ORDER BY p.last_seen_ms, p.id LIMIT 1) \
+                 RETURNING key",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql)
+    }
+
     /// Makes sure an app profile exists; returns whether it was created.
     pub fn ensure_app(
         &mut self,
