@@ -473,3 +473,49 @@ fn an_unrelated_change_leaves_open_connections_alone() {
         stream.logs()
     );
 }
+
+#[test]
+fn icmp_is_decided_by_the_helper_under_the_kernel_profile() {
+    require_root!();
+    let lab = Lab::new("icmp");
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let (v4, v6) = (
+        lab.server().ipv4().to_string(),
+        lab.server().ipv6().to_string(),
+    );
+    let ping = |addr: &str| {
+        let mut cmd = std::process::Command::new("ping");
+        cmd.args(["-c", "1", "-W", "2", addr]);
+        lab.client().output(cmd)
+    };
+    let out = ping(&v4);
+    assert!(out.success(), "allowed by default: {out}");
+    let out = ping(&v6);
+    assert!(out.success(), "IPv6 too: {out}");
+
+    // ping sockets are not attributed: ICMP is the kernel profile's, and its rules decide it.
+    helper.ctl_json(["rules", "add", "--app", "system:kernel", "-", "icmp"]);
+    for addr in [&v4, &v6] {
+        let started = Instant::now();
+        let out = ping(addr);
+        assert!(!out.success(), "blocked: {out}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "a block answers at once (ICMP unreachable), no timeout: {out}"
+        );
+    }
+    let conns = connections_of(&helper, "system:kernel");
+    let icmp: Vec<&Value> = conns.iter().filter(|c| c["protocol"] == "icmp").collect();
+    assert!(
+        icmp.iter().any(|c| c["explanation"]["verdict"] == "allow"),
+        "{conns:#?}"
+    );
+    let blocked: Vec<&&Value> = icmp
+        .iter()
+        .filter(|c| c["explanation"]["verdict"] == "block")
+        .collect();
+    assert_eq!(blocked.len(), 2, "one blocked echo per family: {conns:#?}");
+    for c in blocked {
+        assert_eq!(c["explanation"]["decided_by"]["text"], "- icmp", "{c}");
+    }
+}

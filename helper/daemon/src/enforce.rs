@@ -202,7 +202,7 @@ impl Enforcer {
     /// with `snapshot`, and forgets the conntrack entries of those it now blocks, so their next
     /// packet is queued and refused. Connections still allowed are left alone.
     pub fn redecide_live(&self, snapshot: &crate::store::Snapshot) {
-        /// Most connections cut after one change (each costs a `conntrack` run).
+        /// Most connections cut after one change (each costs a netlink lookup and delete).
         const MAX_CUTS: usize = 256;
         let mut seen = HashSet::new();
         let mut cuts = 0;

@@ -114,4 +114,19 @@ pub enum InterceptError {
     /// The queue was stopped with its [`QueueStopper`](crate::QueueStopper).
     #[error("the queue was stopped")]
     Stopped,
+
+    /// The conntrack netlink socket could not be opened (needs CAP_NET_ADMIN).
+    #[error("cannot open a conntrack netlink socket (the helper needs CAP_NET_ADMIN)")]
+    ConntrackSocket(#[source] io::Error),
+
+    /// A conntrack request failed: the kernel refused it (the errno says why), did not answer
+    /// in time, or answered with something that is not a ctnetlink reply.
+    #[error("cannot {what} (conntrack netlink): {source}")]
+    Conntrack {
+        /// What was being done, e.g. "delete a connection's conntrack entry".
+        what: &'static str,
+        /// The OS error, or `InvalidData` for an undecodable reply.
+        #[source]
+        source: io::Error,
+    },
 }

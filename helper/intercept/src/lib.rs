@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ctnetlink;
 mod error;
 mod marks;
 pub mod packet;
@@ -307,6 +308,11 @@ pub enum ForgetFilter {
 /// Deletes the conntrack entries of connections we allowed (in the calling thread's network
 /// namespace), so that their next packet is queued and decided again; returns how many were
 /// deleted. `config` gives the marks.
+///
+/// It talks to the kernel over conntrack netlink (no process is spawned; needs CAP_NET_ADMIN);
+/// see [`ctnetlink`]. An entry that went by itself in the meantime is not counted and is not an
+/// error. Fails with [`InterceptError::ConntrackSocket`] or [`InterceptError::Conntrack`]; with
+/// the latter, entries found before the failure may have been deleted already.
 pub fn forget_connections(
     config: &InterceptConfig,
     filter: ForgetFilter,

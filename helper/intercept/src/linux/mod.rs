@@ -1,6 +1,6 @@
 //! Linux: iptables rules ([`iptables`]), the NFQUEUE consumer ([`queue`]), conntrack entries
-//! ([`conntrack`]) and the plumbing they share ([`tools`]: finding and running the iptables
-//! and conntrack programs, pinned to one network namespace). Selected by `lib.rs` only; the
+//! ([`conntrack`], over netlink) and the plumbing the rules need ([`tools`]: finding and running
+//! the iptables programs, pinned to one network namespace). Selected by `lib.rs` only; the
 //! public types and their documentation live there.
 //!
 //! Everything here acts on the network namespace of the calling thread (a test runs it on a

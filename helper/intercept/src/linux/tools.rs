@@ -1,5 +1,5 @@
 //! Finds and runs the command-line tools this backend drives (`iptables-restore`,
-//! `iptables-save`, their IPv6 and legacy siblings, `conntrack`), optionally inside a pinned
+//! `iptables-save`, their IPv6 and legacy siblings), optionally inside a pinned
 //! network namespace. It owns process spawning and the error wording for missing tools; it
 //! must not interpret what the tools print.
 
