@@ -341,7 +341,7 @@ fn fail_closed_stops_traffic_while_the_helper_is_down() {
         OK,
         "enforcing still allows"
     );
-    // The rules are reinstalled without --queue-bypass once the setting is applied.
+    // The queue rules are switched to no --queue-bypass once the setting is applied.
     let deadline = Instant::now() + Duration::from_secs(5);
     while {
         let rules = rule_set(&lab);
@@ -350,6 +350,15 @@ fn fail_closed_stops_traffic_while_the_helper_is_down() {
         assert!(
             Instant::now() < deadline,
             "fail_open=false never reached the rules"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The queue's own flag follows (the verdict thread applies it).
+    while !helper.logs().contains("queue fail-open flag set") {
+        assert!(
+            Instant::now() < deadline,
+            "the queue's fail-open flag was not set: {}",
+            helper.logs()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -177,8 +177,8 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Reinstalls the rules with a new fail-open choice (the rest of the configuration stays).
-    /// Reinstalling replaces our chains; connections opened in that moment pass unqueued.
+    /// Applies a new fail-open choice: the queue rules are switched in place
+    /// (`--queue-bypass`) and the queue's own flag follows; nothing else changes.
     pub fn set_fail_open(&mut self, fail_open: bool) -> anyhow::Result<()> {
         if self.config.fail_open == fail_open {
             return Ok(());
@@ -187,14 +187,14 @@ impl Enforcer {
             fail_open,
             ..self.config.clone()
         };
-        let rules = InstalledRules::install(&wanted).context("cannot reinstall the rules")?;
-        self.config = wanted;
-        // The old value's drop would remove the rules just installed (they share chain
-        // names): forget it instead.
-        if let Some(old) = self.rules.replace(rules) {
-            std::mem::forget(old);
+        if let Some(rules) = &self.rules {
+            rules
+                .set_fail_open(&wanted)
+                .context("cannot switch the queue rules")?;
         }
-        tracing::info!(fail_open, "firewall rules reinstalled");
+        self.stopper.set_fail_open(fail_open);
+        self.config = wanted;
+        tracing::info!(fail_open, "fail-open choice applied");
         Ok(())
     }
 

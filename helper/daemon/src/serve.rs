@@ -275,7 +275,7 @@ async fn make_new_profiles(service: Shared, mut apps: mpsc::Receiver<NewApp>) {
 }
 
 /// After rule or setting changes (coalesced), makes the live connections the new policy
-/// blocks be decided again, and reinstalls the firewall rules when `fail_open` changed.
+/// blocks be decided again, and applies a changed `fail_open` (queue rules and flag).
 async fn follow_policy_changes(
     enforcer: SharedEnforcer,
     service: Shared,

@@ -129,6 +129,13 @@ impl InstalledRules {
         self.inner.remove()
     }
 
+    /// Switches the installed rules to `config.fail_open` (`--queue-bypass` or not), each
+    /// queue rule replaced in place in one transaction per family: there is no moment without
+    /// them. `config` must be the one the rules were installed with, apart from `fail_open`.
+    pub fn set_fail_open(&self, config: &InterceptConfig) -> Result<(), InterceptError> {
+        self.inner.set_fail_open(config)
+    }
+
     /// The iptables backend the rules went into.
     pub fn backend(&self) -> Backend {
         self.inner.backend()
@@ -235,6 +242,12 @@ impl QueueStopper {
     /// Stops the queue's receiving (verdicts can still be sent).
     pub fn stop(&self) {
         self.inner.stop();
+    }
+
+    /// Sets the queue's own fail-open flag (what the kernel does with new packets while 4096
+    /// wait): applied by the thread that receives, at once if it waits for packets.
+    pub fn set_fail_open(&self, fail_open: bool) {
+        self.inner.set_fail_open(fail_open);
     }
 }
 

@@ -171,6 +171,26 @@ pub fn render_install(family: Family, config: &InterceptConfig) -> Result<String
     Ok(out)
 }
 
+/// The `iptables-restore --noflush` input that switches the queue rules of our installed
+/// chains (installed with `config` apart from `fail_open`) to `config.fail_open`, each
+/// replaced in place (`-R`), so no packet passes unqueued while it changes.
+pub fn render_fail_open(
+    family: Family,
+    config: &InterceptConfig,
+) -> Result<String, InterceptError> {
+    let marks = validate(config)?;
+    let mut out = String::from("*filter\n");
+    for chain in OUR_CHAINS {
+        let rules = chain_rules(family, chain, config, &marks);
+        let (Some(queue), position) = (rules.last(), rules.len()) else {
+            continue;
+        };
+        out.push_str(&format!("-R {chain} {position} {queue}\n"));
+    }
+    out.push_str("COMMIT\n");
+    Ok(out)
+}
+
 /// The rules of one of our chains, without the `-A CHAIN` prefix.
 fn chain_rules(family: Family, chain: &str, config: &InterceptConfig, m: &Marks) -> Vec<String> {
     let mask = m.mask;
@@ -450,6 +470,47 @@ fn split_words(rule: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fail_open_switch_replaces_only_the_queue_rules_in_place() {
+        let mut config = InterceptConfig {
+            fail_open: false,
+            ..InterceptConfig::default()
+        };
+        let text = render_fail_open(Family::V4, &config).unwrap();
+        let installed = render_install(Family::V4, &config).unwrap();
+        let out_rules = installed
+            .lines()
+            .filter(|l| l.starts_with("-A PORTCULLIS-OUT"))
+            .count();
+        let in_rules = installed
+            .lines()
+            .filter(|l| l.starts_with("-A PORTCULLIS-IN"))
+            .count();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.first(), Some(&"*filter"));
+        assert_eq!(lines.last(), Some(&"COMMIT"));
+        assert_eq!(lines.len(), 4, "{text}");
+        let out = format!("-R PORTCULLIS-OUT {out_rules} ");
+        let inn = format!("-R PORTCULLIS-IN {in_rules} ");
+        assert!(
+            lines[1].starts_with(&out) && lines[1].ends_with("--queue-num 4200"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with(&inn) && !lines[2].contains("bypass"),
+            "{text}"
+        );
+        config.fail_open = true;
+        let text = render_fail_open(Family::V6, &config).unwrap();
+        assert_eq!(text.matches("--queue-bypass").count(), 2, "{text}");
+        // The replaced rule is the one install put last.
+        let last_out = installed
+            .lines()
+            .rfind(|l| l.starts_with("-A PORTCULLIS-OUT"))
+            .unwrap();
+        assert!(last_out.contains("NFQUEUE"), "{last_out}");
+    }
+
     use super::*;
 
     fn config(fail_open: bool, cgroup: Option<&str>) -> InterceptConfig {

@@ -30,6 +30,10 @@ impl InstalledRules {
         match *self {}
     }
 
+    pub(crate) fn set_fail_open(&self, _config: &InterceptConfig) -> Result<(), InterceptError> {
+        match *self {}
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         match *self {}
     }
@@ -76,6 +80,10 @@ pub(crate) enum QueueStopper {}
 
 impl QueueStopper {
     pub(crate) fn stop(&self) {
+        match *self {}
+    }
+
+    pub(crate) fn set_fail_open(&self, _fail_open: bool) {
         match *self {}
     }
 }

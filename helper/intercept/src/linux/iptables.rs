@@ -218,6 +218,16 @@ impl InstalledRules {
         Ok(installed)
     }
 
+    pub(crate) fn set_fail_open(&self, config: &InterceptConfig) -> Result<(), InterceptError> {
+        for family in Family::ALL {
+            let text = rules::render_fail_open(family, config)?;
+            let restore = tool(self.backend, family, Op::Restore)?;
+            tools::run_ok(&restore, &RESTORE_ARGS, Some(&text), Some(&self.netns))?;
+        }
+        info!(fail_open = config.fail_open, "queue rules switched");
+        Ok(())
+    }
+
     pub(crate) fn remove(&mut self) -> Result<Removed, InterceptError> {
         let removed = remove_from(self.backend, &self.netns)?;
         self.removed = true;

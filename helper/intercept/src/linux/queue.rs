@@ -50,7 +50,10 @@ pub(crate) fn queue_stats(queue_num: u16) -> Option<QueueStats> {
 #[derive(Debug)]
 struct Stop {
     stopped: AtomicBool,
-    /// An eventfd that becomes readable once stopped, to wake a blocked `poll`.
+    /// A fail-open choice for the queue's owner to apply: 0 none, 1 off, 2 on.
+    fail_open: std::sync::atomic::AtomicU8,
+    /// An eventfd that becomes readable once stopped (or a fail-open choice waits), to wake a
+    /// blocked `poll`.
     wake: OwnedFd,
 }
 
@@ -61,6 +64,17 @@ pub(crate) struct QueueStopper(Arc<Stop>);
 impl QueueStopper {
     pub(crate) fn stop(&self) {
         self.0.stopped.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    pub(crate) fn set_fail_open(&self, fail_open: bool) {
+        self.0
+            .fail_open
+            .store(if fail_open { 2 } else { 1 }, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to an eventfd that `self` keeps open.
         let _ignored = unsafe {
@@ -183,6 +197,7 @@ impl Queue {
             marks,
             stop: Arc::new(Stop {
                 stopped: AtomicBool::new(false),
+                fail_open: std::sync::atomic::AtomicU8::new(0),
                 wake,
             }),
         })
@@ -210,6 +225,7 @@ impl Queue {
             if self.stop.stopped.load(Ordering::SeqCst) {
                 return Err(InterceptError::Stopped);
             }
+            self.apply_fail_open();
             match self.nfq.recv() {
                 Ok(msg) => return Ok(Some(self.pending(msg))),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -254,6 +270,33 @@ impl Queue {
                     return Err(InterceptError::Recv(e));
                 }
             }
+        }
+    }
+
+    /// Applies a fail-open choice a [`QueueStopper`] left, and drains the wake-up it sent.
+    fn apply_fail_open(&mut self) {
+        let wanted = self.stop.fail_open.swap(0, Ordering::SeqCst);
+        if wanted == 0 {
+            return;
+        }
+        let mut count: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from the eventfd `self.stop` owns
+        // (non-blocking: nothing to read is fine).
+        let _ignored = unsafe {
+            libc::read(
+                self.stop.wake.as_raw_fd(),
+                std::ptr::from_mut(&mut count).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        if self.stop.stopped.load(Ordering::SeqCst) {
+            // Keep the stop readable for every later poll.
+            QueueStopper(Arc::clone(&self.stop)).wake();
+        }
+        let on = wanted == 2;
+        match self.nfq.set_fail_open(self.queue_num, on) {
+            Ok(()) => tracing::info!(fail_open = on, "queue fail-open flag set"),
+            Err(e) => tracing::error!(error = %e, "cannot set the queue's fail-open flag"),
         }
     }
 
