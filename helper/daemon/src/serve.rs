@@ -328,13 +328,14 @@ impl ClientSlot {
             .per_uid
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mine = per_uid.entry(uid).or_insert(0);
+        let mine = per_uid.get(&uid).copied().unwrap_or(0);
         let full =
-            clients.total.load(Ordering::Relaxed) >= MAX_CLIENTS || *mine >= MAX_CLIENTS_PER_UID;
+            clients.total.load(Ordering::Relaxed) >= MAX_CLIENTS || mine >= MAX_CLIENTS_PER_UID;
         if full && uid != 0 {
+            // Nothing recorded for a refused client (no entry left behind for its uid).
             return None;
         }
-        *mine += 1;
+        per_uid.insert(uid, mine + 1);
         clients.total.fetch_add(1, Ordering::Relaxed);
         Some(ClientSlot {
             clients: clients.clone(),
@@ -488,5 +489,42 @@ async fn forward_events(mut events: broadcast::Receiver<Event>, outbox: mpsc::Se
         if outbox.send(ServerFrame::Event { event }).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_limits_hold_per_uid_and_in_total_and_never_lock_root_out() {
+        let clients = Arc::new(Clients::default());
+        let mut member: Vec<ClientSlot> = (0..MAX_CLIENTS_PER_UID)
+            .map(|_| ClientSlot::claim(&clients, 1000).unwrap())
+            .collect();
+        assert!(
+            ClientSlot::claim(&clients, 1000).is_none(),
+            "the 65th client of one uid is refused"
+        );
+        // Another member still gets in; a slot freed is a slot reusable.
+        let other = ClientSlot::claim(&clients, 1001).unwrap();
+        member.pop();
+        let again = ClientSlot::claim(&clients, 1000).unwrap();
+        // Fill the total with other uids.
+        let mut rest = Vec::new();
+        let mut uid = 2000;
+        while clients.total.load(Ordering::Relaxed) < MAX_CLIENTS {
+            if let Some(slot) = ClientSlot::claim(&clients, uid) {
+                rest.push(slot);
+            } else {
+                uid += 1;
+            }
+        }
+        assert!(ClientSlot::claim(&clients, 5000).is_none(), "total reached");
+        let root = ClientSlot::claim(&clients, 0);
+        assert!(root.is_some(), "root is exempt from both limits");
+        drop((member, other, again, rest, root));
+        assert_eq!(clients.total.load(Ordering::Relaxed), 0);
+        assert!(clients.per_uid.lock().unwrap().is_empty());
     }
 }
