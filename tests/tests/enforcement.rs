@@ -528,3 +528,33 @@ fn icmp_is_decided_by_the_helper_under_the_kernel_profile() {
         assert_eq!(c["explanation"]["decided_by"]["text"], "- icmp", "{c}");
     }
 }
+
+#[test]
+fn a_block_cuts_an_open_connection_however_many_came_after_it() {
+    require_root!();
+    let lab = Lab::new("many");
+    let _echo = echo_on_7(&lab);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let (old, busy) = (lab.app("longlived"), lab.app("busy"));
+    let server = lab.server().ipv4().to_string();
+    let stream = open_stream(&lab, &old, &server, 15_000, 50);
+
+    // More connections than the in-memory connection log keeps (1,024): the long-lived one
+    // is no longer among the recent ones.
+    let out = lab
+        .client()
+        .run_app(&busy, ["connect", "tcp", &server, "7", "--repeat", "1500"]);
+    assert_eq!(code(&out), OK, "{}", out.stderr);
+    let recent = helper.ctl_json(["connections"]);
+    assert!(
+        !recent.to_string().contains(old.to_str().unwrap()),
+        "the stream's connection must have left the log for this test to mean anything"
+    );
+    assert!(stream.is_running(), "{}", stream.logs());
+
+    helper.ctl_json(["rules", "add", "--app", old.to_str().unwrap(), "-", &server]);
+    let status = stream
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the old connection was not cut: {}", stream.logs()));
+    assert_eq!(status.code(), Some(REFUSED), "{}", stream.logs());
+}

@@ -34,7 +34,9 @@ use portcullis_protocol::{
 };
 use tokio::sync::{broadcast, mpsc};
 
-use crate::live::{AppSlots, ConnectionLog, OpenPrompt, PromptBoard, PromptReply, SharedPolicy};
+use crate::live::{
+    AppSlots, ConnectionLog, FlowKey, LiveFlows, OpenPrompt, PromptBoard, PromptReply, SharedPolicy,
+};
 use crate::store::KERNEL_KEY;
 use crate::verdict::{Observed, decide_observed};
 
@@ -75,6 +77,8 @@ pub struct Enforcer {
     /// The thread that logs connections the kernel decided (fast path), and its stop flag.
     fast_thread: Option<JoinHandle<()>>,
     fast_stop: Arc<AtomicBool>,
+    /// The allowed connections a policy change decides again.
+    flows: Arc<LiveFlows>,
 }
 
 impl Enforcer {
@@ -96,9 +100,11 @@ impl Enforcer {
             None
         };
         let slots = Arc::new(AppSlots::default());
+        let flows = Arc::new(LiveFlows::default());
         let thread_shared = shared.clone();
         let thread_fast = fast.clone();
         let thread_slots = Arc::clone(&slots);
+        let thread_flows = Arc::clone(&flows);
         let thread = std::thread::Builder::new()
             .name("verdicts".into())
             .spawn(move || {
@@ -107,7 +113,7 @@ impl Enforcer {
                 // it (the rules stay; fail-open lets traffic pass meanwhile).
                 let run = std::panic::AssertUnwindSafe(|| {
                     VerdictLoop::new(queue, attributor, thread_shared, replies)
-                        .with_fast_path(thread_fast, thread_slots)
+                        .with_kernel_state(thread_fast, thread_slots, thread_flows)
                         .run();
                 });
                 if std::panic::catch_unwind(run).is_err() {
@@ -125,6 +131,7 @@ impl Enforcer {
             thread: Some(thread),
             fast_thread: None,
             fast_stop: Arc::new(AtomicBool::new(false)),
+            flows,
         };
         match InstalledRules::install(&enforcer.config) {
             Ok(rules) => {
@@ -168,9 +175,10 @@ impl Enforcer {
             .context("cannot turn the fast path on")?;
         let shared = self.shared.clone();
         let stop = Arc::clone(&self.fast_stop);
+        let flows = Arc::clone(&self.flows);
         let thread = std::thread::Builder::new()
             .name("fast-path-log".into())
-            .spawn(move || log_fast_events(events, &shared, &slots, &stop))
+            .spawn(move || log_fast_events(events, &shared, &slots, &flows, &stop))
             .context("cannot start the fast path's log thread")?;
         self.fast_thread = Some(thread);
         tracing::info!("fast path on: cached decisions are repeated in the kernel");
@@ -198,53 +206,56 @@ impl Enforcer {
         Ok(())
     }
 
-    /// After a policy change: re-decides the recently allowed connections (the connection log)
-    /// with `snapshot`, and forgets the conntrack entries of those it now blocks, so their next
-    /// packet is queued and refused. Connections still allowed are left alone.
+    /// After a policy change: decides every live allowed connection again with `snapshot`
+    /// (those the verdict path and the fast path allowed while the helper runs, pruned against
+    /// conntrack first when the table fills), and forgets the conntrack entries of those it
+    /// now blocks, so their next packet is queued and refused. Connections still allowed are
+    /// left alone.
     pub fn redecide_live(&self, snapshot: &crate::store::Snapshot) {
-        /// Most connections cut after one change (each costs a netlink lookup and delete).
-        const MAX_CUTS: usize = 256;
-        let mut seen = HashSet::new();
+        if self.flows.len() > LiveFlows::MAX / 4 {
+            match portcullis_intercept::allowed_connections(&self.config) {
+                Ok(live) => {
+                    let live: HashSet<FlowKey> = live
+                        .into_iter()
+                        .map(|c| FlowKey {
+                            protocol: c.protocol,
+                            src: c.src,
+                            dst: c.dst,
+                        })
+                        .collect();
+                    self.flows.retain(&live);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the live connections"),
+            }
+        }
         let mut cuts = 0;
-        for c in self.shared.log.recent() {
-            if c.explanation.verdict != Verdict::Allow || c.protocol == Protocol::Icmp {
-                continue;
-            }
-            let (Some(lp), Some(rp)) = (c.local_port, c.remote_port) else {
-                continue;
-            };
-            let local = SocketAddr::new(c.local, lp);
-            let remote = SocketAddr::new(c.remote, rp);
-            if !seen.insert((c.protocol, local, remote)) {
-                continue;
-            }
+        for (key, flow) in self.flows.snapshot() {
             let observed = Observed {
-                direction: c.direction,
-                protocol: c.protocol,
-                remote: c.remote,
-                remote_port: c.remote_port,
-                local_port: c.local_port,
-                app: &c.app,
+                direction: flow.direction,
+                protocol: key.protocol,
+                remote: flow.remote.ip(),
+                remote_port: Some(flow.remote.port()),
+                local_port: Some(flow.local.port()),
+                app: &flow.app,
             };
-            let (now, _) = decide_observed(snapshot, &observed, false);
-            if now.verdict == Verdict::Allow {
+            // `ask` is no reason to cut a connection someone allowed (e.g. "once"): only a
+            // block or drop of the policy itself is.
+            let (now, _) = decide_observed(snapshot, &observed, true);
+            if matches!(now.verdict, Verdict::Allow | Verdict::Ask) {
                 continue;
             }
-            let (src, dst) = match c.direction {
-                Direction::Outbound => (local, remote),
-                Direction::Inbound => (remote, local),
-            };
             let filter = ForgetFilter::AllowedFlow {
-                protocol: c.protocol,
-                src,
-                dst,
+                protocol: key.protocol,
+                src: key.src,
+                dst: key.dst,
             };
             match portcullis_intercept::forget_connections(&self.config, filter) {
-                Ok(n) => cuts += n,
+                Ok(n) => {
+                    cuts += n;
+                    // Cut now, or gone already: either way no longer a live allowed one.
+                    self.flows.remove(&key);
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot re-decide a live connection"),
-            }
-            if cuts >= MAX_CUTS {
-                break;
             }
         }
         if cuts > 0 {
@@ -284,7 +295,13 @@ impl Drop for Enforcer {
 
 /// Logs the connections the kernel decided from its cache, as the verdict thread logs the
 /// others, until `stop`. Off the verdict path: a slow subscriber never delays a decision.
-fn log_fast_events(mut events: FastEvents, shared: &Shared, slots: &AppSlots, stop: &AtomicBool) {
+fn log_fast_events(
+    mut events: FastEvents,
+    shared: &Shared,
+    slots: &AppSlots,
+    flows: &LiveFlows,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Relaxed) {
         let Some(event) = events.next(Duration::from_millis(250)) else {
             continue;
@@ -296,6 +313,14 @@ fn log_fast_events(mut events: FastEvents, shared: &Shared, slots: &AppSlots, st
             );
             continue;
         };
+        if let (FastVerdict::Allow, Some(local)) = (event.verdict, event.local) {
+            let key = FlowKey {
+                protocol: event.protocol,
+                src: local,
+                dst: event.remote,
+            };
+            flows.insert(key, &app, Direction::Outbound, local);
+        }
         let info = fast_connection(shared, &event, app);
         publish(shared, info);
     }
@@ -441,8 +466,9 @@ struct Held {
     local_port: Option<u16>,
     remote_port: Option<u16>,
     packets: Vec<Pending>,
-    /// The logged connections waiting on it, settled with its outcome.
-    connections: Vec<u64>,
+    /// The logged connections waiting on it (and their conntrack tuples), settled with its
+    /// outcome.
+    connections: Vec<(u64, Option<(FlowKey, SocketAddr)>)>,
     deadline: Instant,
 }
 
@@ -459,6 +485,7 @@ struct VerdictLoop {
     /// The kernel's decision cache, and the app numbers it stores.
     fast: Option<FastPath>,
     slots: Arc<AppSlots>,
+    flows: Arc<LiveFlows>,
 }
 
 /// What to do with a packet.
@@ -475,8 +502,10 @@ struct Ask {
     local_port: Option<u16>,
     remote_port: Option<u16>,
     start_time: Option<u64>,
-    /// The logged connection (its verdict still `ask`).
+    /// The logged connection (its verdict still `ask`), and its conntrack tuple with the
+    /// local end.
     connection: u64,
+    flow: Option<(FlowKey, SocketAddr)>,
 }
 
 impl VerdictLoop {
@@ -496,12 +525,19 @@ impl VerdictLoop {
             decided_with: None,
             fast: None,
             slots: Arc::new(AppSlots::default()),
+            flows: Arc::new(LiveFlows::default()),
         }
     }
 
-    fn with_fast_path(mut self, fast: Option<FastPath>, slots: Arc<AppSlots>) -> VerdictLoop {
+    fn with_kernel_state(
+        mut self,
+        fast: Option<FastPath>,
+        slots: Arc<AppSlots>,
+        flows: Arc<LiveFlows>,
+    ) -> VerdictLoop {
         self.fast = fast;
         self.slots = slots;
+        self.flows = flows;
         self
     }
 
@@ -599,13 +635,15 @@ impl VerdictLoop {
             remote_port,
             start_time,
             connection,
+            flow,
         } = ask;
         let held_packets: usize = self.held.values().map(|h| h.packets.len()).sum();
         if held_packets >= MAX_HELD_PACKETS {
             tracing::debug!("too many held packets; the fallback decides");
             let fallback = info.fallback;
             self.settle(
-                connection,
+                (connection, flow),
+                &key,
                 fallback,
                 "too many connections wait for answers, so prompt_fallback decided",
             );
@@ -614,7 +652,7 @@ impl VerdictLoop {
         if let Some(h) = self.held.values_mut().find(|h| h.key == key) {
             if h.packets.len() < MAX_PACKETS_PER_PROMPT {
                 h.packets.push(pending);
-                h.connections.push(connection);
+                h.connections.push((connection, flow));
                 h.info.waiting = u32::try_from(h.packets.len()).unwrap_or(u32::MAX);
                 if let Some(mut open) = self.shared.prompts.get(h.info.id) {
                     open.info.waiting = h.info.waiting;
@@ -625,7 +663,8 @@ impl VerdictLoop {
             // More retries of a connection that waits: dropped quietly, so neither the
             // fallback nor a reject runs ahead of the user's answer.
             self.settle(
-                connection,
+                (connection, flow),
+                &key,
                 Verdict::Drop,
                 "a retry while earlier attempts wait for the answer, dropped",
             );
@@ -636,7 +675,8 @@ impl VerdictLoop {
             tracing::debug!("too many open prompts; the fallback decides");
             let fallback = info.fallback;
             self.settle(
-                connection,
+                (connection, flow),
+                &key,
                 fallback,
                 "too many prompts are open, so prompt_fallback decided",
             );
@@ -660,7 +700,7 @@ impl VerdictLoop {
                 local_port,
                 remote_port,
                 packets: vec![pending],
-                connections: vec![connection],
+                connections: vec![(connection, flow)],
                 deadline: Instant::now() + timeout,
             },
         );
@@ -683,13 +723,23 @@ impl VerdictLoop {
             }
         };
         for c in held.connections {
-            self.settle(c, verdict, how);
+            self.settle(c, &held.key, verdict, how);
         }
         let _ = self.shared.events.send(Event::PromptClosed { id, outcome });
     }
 
-    /// Records how a connection that was asked about ended, and tells subscribers.
-    fn settle(&self, connection: u64, verdict: Verdict, how: &str) {
+    /// Records how a connection that was asked about ended, and tells subscribers; an allowed
+    /// one joins the live connections that policy changes decide again.
+    fn settle(
+        &self,
+        (connection, flow): (u64, Option<(FlowKey, SocketAddr)>),
+        key: &MergeKey,
+        verdict: Verdict,
+        how: &str,
+    ) {
+        if let (Verdict::Allow, Some((flow, local))) = (verdict, flow) {
+            self.flows.insert(flow, &key.app, key.direction, local);
+        }
         if let Some(info) = self.shared.log.settle(connection, verdict, how)
             && self.shared.events.receiver_count() > 0
         {
@@ -805,6 +855,24 @@ impl VerdictLoop {
             Direction::Outbound => (packet.src, packet.src_port, packet.dst, packet.dst_port),
             Direction::Inbound => (packet.dst, packet.dst_port, packet.src, packet.src_port),
         };
+        // The conntrack tuple this packet creates: its own addresses, whatever the direction
+        // of the connection (a re-decided TCP stream can restart from either end).
+        let flow = match (
+            packet.protocol,
+            packet.src_port,
+            packet.dst_port,
+            local_port,
+        ) {
+            (Protocol::Tcp | Protocol::Udp, Some(sp), Some(dp), Some(lp)) => Some((
+                FlowKey {
+                    protocol: packet.protocol,
+                    src: SocketAddr::new(packet.src, sp),
+                    dst: SocketAddr::new(packet.dst, dp),
+                },
+                SocketAddr::new(local, lp),
+            )),
+            _ => None,
+        };
         let (attribution, kernel) = match (local_port, remote_port) {
             (Some(lp), Some(rp)) => {
                 let found = self.attributor.attribute_flow(&Flow {
@@ -918,12 +986,14 @@ impl VerdictLoop {
                 remote_port,
                 start_time,
                 connection: 0,
+                flow: None,
             })
         } else {
             None
         };
         let held = held.map(|ask| Ask {
             connection: connection_id,
+            flow,
             ..ask
         });
         let info = ConnectionInfo {
@@ -943,6 +1013,9 @@ impl VerdictLoop {
             decided_in_kernel: false,
         };
         let verdict = info.explanation.verdict;
+        if let (Verdict::Allow, Some((key, local))) = (verdict, flow) {
+            self.flows.insert(key, &info.app, direction, local);
+        }
         publish(shared, info);
         match held {
             Some(ask) => Outcome::Hold(Box::new(ask)),

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use portcullis_attribution::{FastMarks, FastPath};
-use portcullis_protocol::{ConnectionInfo, Verdict};
+use std::net::SocketAddr;
+
+use portcullis_protocol::{ConnectionInfo, Direction, Protocol, Verdict};
 
 use crate::store::Snapshot;
 
@@ -122,6 +124,102 @@ impl AppSlots {
     }
 }
 
+/// A connection as conntrack names it: its protocol and original direction (`src` sent the
+/// packet that created the entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Where the first packet came from.
+    pub src: SocketAddr,
+    /// Where it went.
+    pub dst: SocketAddr,
+}
+
+/// What decided a live allowed connection, to decide it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFlow {
+    /// The app's profile key.
+    pub app: Arc<str>,
+    /// Who opened the connection.
+    pub direction: Direction,
+    /// This machine's end.
+    pub local: SocketAddr,
+    /// The other end.
+    pub remote: SocketAddr,
+    seq: u64,
+}
+
+/// The connections allowed while the helper runs, by conntrack tuple: what a policy change
+/// decides again. At most [`LiveFlows::MAX`]; when full, the oldest eighth is forgotten, and
+/// entries whose connection conntrack no longer tracks are pruned at re-decisions.
+#[derive(Debug, Default)]
+pub struct LiveFlows {
+    inner: Mutex<LiveTable>,
+}
+
+#[derive(Debug, Default)]
+struct LiveTable {
+    flows: HashMap<FlowKey, LiveFlow>,
+    seq: u64,
+}
+
+impl LiveFlows {
+    /// Most flows kept.
+    pub const MAX: usize = 65_536;
+
+    /// Records an allowed connection.
+    pub fn insert(&self, key: FlowKey, app: &str, direction: Direction, local: SocketAddr) {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if t.flows.len() >= Self::MAX && !t.flows.contains_key(&key) {
+            let mut seqs: Vec<u64> = t.flows.values().map(|f| f.seq).collect();
+            seqs.sort_unstable();
+            let cutoff = seqs.get(Self::MAX / 8).copied().unwrap_or(u64::MAX);
+            t.flows.retain(|_, f| f.seq >= cutoff);
+        }
+        t.seq += 1;
+        let seq = t.seq;
+        let remote = if local == key.src { key.dst } else { key.src };
+        t.flows.insert(
+            key,
+            LiveFlow {
+                app: Arc::from(app),
+                direction,
+                local,
+                remote,
+                seq,
+            },
+        );
+    }
+
+    /// Every kept flow.
+    pub fn snapshot(&self) -> Vec<(FlowKey, LiveFlow)> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.flows.iter().map(|(k, f)| (*k, f.clone())).collect()
+    }
+
+    /// Forgets one flow.
+    pub fn remove(&self, key: &FlowKey) {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.flows.remove(key);
+    }
+
+    /// Keeps only the flows in `live`.
+    pub fn retain(&self, live: &std::collections::HashSet<FlowKey>) {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.flows.retain(|k, _| live.contains(k));
+    }
+
+    /// How many are kept.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flows
+            .len()
+    }
+}
+
 /// The most recent decided connections, oldest dropped first.
 #[derive(Debug)]
 pub struct ConnectionLog {
@@ -173,7 +271,7 @@ impl ConnectionLog {
 
 #[cfg(test)]
 mod tests {
-    use portcullis_protocol::{DecidedBy, Direction, Explanation, ProfileLabel, Protocol, Scope};
+    use portcullis_protocol::{DecidedBy, Explanation, ProfileLabel, Scope};
 
     use super::*;
 
@@ -221,6 +319,41 @@ mod tests {
         );
         assert_eq!(log.recent()[0].explanation.verdict, Verdict::Block);
         assert_eq!(log.settle(999, Verdict::Allow, "x"), None);
+    }
+
+    #[test]
+    fn live_flows_are_bounded_and_pruned() {
+        let flows = LiveFlows::default();
+        let key = |port: u16, dst: u16| FlowKey {
+            protocol: Protocol::Tcp,
+            src: SocketAddr::from(([10, 0, 0, 1], port)),
+            dst: SocketAddr::from(([10, 0, 0, 2], dst)),
+        };
+        for port in 0..=u16::MAX {
+            flows.insert(
+                key(port, 443),
+                "/bin/a",
+                Direction::Outbound,
+                key(port, 443).src,
+            );
+        }
+        assert_eq!(flows.len(), LiveFlows::MAX);
+        // One more: the oldest eighth goes.
+        flows.insert(key(1, 444), "/bin/a", Direction::Outbound, key(1, 444).src);
+        assert_eq!(flows.len(), LiveFlows::MAX - LiveFlows::MAX / 8 + 1);
+        let kept = flows.snapshot();
+        assert!(
+            kept.iter()
+                .all(|(k, _)| k.dst.port() == 444 || k.src.port() >= 8192),
+            "the oldest go first"
+        );
+        let (k, f) = kept.first().unwrap();
+        assert_eq!((f.local, f.remote), (k.src, k.dst));
+        let live: std::collections::HashSet<FlowKey> = [key(65_000, 443)].into_iter().collect();
+        flows.retain(&live);
+        assert_eq!(flows.len(), 1);
+        flows.remove(&key(65_000, 443));
+        assert_eq!(flows.len(), 0);
     }
 
     #[test]

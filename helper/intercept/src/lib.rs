@@ -333,6 +333,25 @@ pub fn forget_connections(
     imp::forget_connections(&config.marks()?, &filter)
 }
 
+/// A TCP or UDP connection we allowed, in its original direction (`src` opened it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AllowedConnection {
+    /// TCP or UDP.
+    pub protocol: portcullis_protocol::Protocol,
+    /// Who opened it.
+    pub src: std::net::SocketAddr,
+    /// Where to.
+    pub dst: std::net::SocketAddr,
+}
+
+/// The TCP and UDP connections we allowed that conntrack still tracks (in the calling thread's
+/// network namespace), at most 65,536 of them: one dump filtered by our allow bits.
+pub fn allowed_connections(
+    config: &InterceptConfig,
+) -> Result<Vec<AllowedConnection>, InterceptError> {
+    imp::allowed_connections(&config.marks()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

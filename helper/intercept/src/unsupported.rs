@@ -127,3 +127,9 @@ pub(crate) fn forget_connections(
 ) -> Result<usize, InterceptError> {
     Err(InterceptError::Unsupported)
 }
+
+pub(crate) fn allowed_connections(
+    _marks: &Marks,
+) -> Result<Vec<crate::AllowedConnection>, InterceptError> {
+    Err(InterceptError::Unsupported)
+}

@@ -79,6 +79,46 @@ pub(crate) fn forget_connections(
     Ok(deleted)
 }
 
+/// See [`crate::allowed_connections`].
+pub(crate) fn allowed_connections(
+    marks: &Marks,
+) -> Result<Vec<crate::AllowedConnection>, InterceptError> {
+    let mut sock = CtSocket::open()?;
+    let seq = sock.next_seq();
+    let request = ctnetlink::dump_request(seq, AF_UNSPEC, marks.allow, marks.mask);
+    let mut found = Vec::new();
+    let failed = |source| InterceptError::Conntrack {
+        what: "list the connections we allowed",
+        source,
+    };
+    let code = sock
+        .exchange(&request, seq, |entry| {
+            if found.len() >= MAX_BATCH
+                || !selected(marks, &crate::ForgetFilter::AllAllowed, &entry)
+            {
+                return;
+            }
+            let o = entry.orig;
+            let protocol = match o.protocol {
+                6 => Protocol::Tcp,
+                17 => Protocol::Udp,
+                _ => return,
+            };
+            if let (Some(sp), Some(dp)) = (o.src_port, o.dst_port) {
+                found.push(crate::AllowedConnection {
+                    protocol,
+                    src: SocketAddr::new(o.src, sp),
+                    dst: SocketAddr::new(o.dst, dp),
+                });
+            }
+        })
+        .map_err(failed)?;
+    if code < 0 {
+        return Err(failed(kernel_error(code)));
+    }
+    Ok(found)
+}
+
 /// Whether a connection mark holds our allow bits (and none of our other bits).
 fn allowed_by_us(marks: &Marks, mark: u32) -> bool {
     mark & marks.mask == marks.allow

@@ -12,6 +12,6 @@ mod iptables;
 mod queue;
 mod tools;
 
-pub(crate) use conntrack::forget_connections;
+pub(crate) use conntrack::{allowed_connections, forget_connections};
 pub(crate) use iptables::{InstalledRules, recover};
 pub(crate) use queue::{Pending, Queue, QueueStopper, queue_stats};
