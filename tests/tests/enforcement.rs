@@ -558,3 +558,38 @@ fn a_block_cuts_an_open_connection_however_many_came_after_it() {
         .unwrap_or_else(|| panic!("the old connection was not cut: {}", stream.logs()));
     assert_eq!(status.code(), Some(REFUSED), "{}", stream.logs());
 }
+
+#[test]
+fn the_helpers_own_marked_sockets_never_wait_in_the_queue() {
+    use std::os::fd::AsFd as _;
+    require_root!();
+    let lab = Lab::new("own");
+    let _echo = echo_on_7(&lab);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    helper.ctl_json(["settings", "set", "default_action", "block"]);
+    let server = std::net::SocketAddr::new(lab.server().ipv4().into(), 7);
+    let connect = |exclude: bool| {
+        lab.client().in_ns(|| {
+            use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, socket};
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            if exclude {
+                let config = portcullis_intercept::InterceptConfig::default();
+                portcullis_intercept::exclude_socket(fd.as_fd(), &config).unwrap();
+            }
+            let std::net::SocketAddr::V4(v4) = server else {
+                unreachable!()
+            };
+            nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4))
+        })
+    };
+    // An ordinary socket of this (root) process is decided like any app's: blocked.
+    assert!(connect(false).is_err(), "default_action=block refuses it");
+    // The same process's socket marked as the helper marks its own passes untouched.
+    connect(true).unwrap();
+}

@@ -115,6 +115,11 @@ pub enum InterceptError {
     #[error("the queue was stopped")]
     Stopped,
 
+    /// The helper could not mark one of its own sockets to pass the rules (needs
+    /// CAP_NET_ADMIN).
+    #[error("cannot mark the helper's own socket to pass the firewall (needs CAP_NET_ADMIN)")]
+    ExcludeSocket(#[source] io::Error),
+
     /// The conntrack netlink socket could not be opened (needs CAP_NET_ADMIN).
     #[error("cannot open a conntrack netlink socket (the helper needs CAP_NET_ADMIN)")]
     ConntrackSocket(#[source] io::Error),

@@ -333,6 +333,20 @@ pub fn forget_connections(
     imp::forget_connections(&config.marks()?, &filter)
 }
 
+/// Lets one of the helper's own sockets (upstream DNS, updates) pass our rules without ever
+/// waiting in the queue, so the helper can never wait on itself: sets our "allow" bits in the
+/// socket's mark (the rule that accepts allowed packets comes before the queue), keeping every
+/// other bit. Call it before the socket connects or sends. Needs `CAP_NET_ADMIN`. (Other
+/// platforms will exclude the helper by its own identity instead.)
+#[cfg(target_os = "linux")]
+pub fn exclude_socket(
+    fd: std::os::fd::BorrowedFd<'_>,
+    config: &InterceptConfig,
+) -> Result<(), InterceptError> {
+    let marks = config.marks()?;
+    linux::exclude_socket(fd, &marks).map_err(InterceptError::ExcludeSocket)
+}
+
 /// A TCP or UDP connection we allowed, in its original direction (`src` opened it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AllowedConnection {
