@@ -77,7 +77,10 @@ pub struct ProcessInfo {
     /// The user's name from `/etc/passwd`, if it is listed there.
     pub user: Option<String>,
     /// The ancestors, parent first, up to pid 1 and at most 32; an ancestor whose executable
-    /// cannot be read (a kernel thread) has an empty path.
+    /// cannot be read (a kernel thread) has an empty path. The parent is the process holding
+    /// the parent pid when this process was described, with the executable it ran then; the
+    /// ancestors above it are as they were when the parent was first described (a cache), so
+    /// one that exec'd or exited since keeps its recorded pid and executable.
     pub parents: Vec<(u32, PathBuf)>,
     /// The cgroup path in the unified (v2) hierarchy (or systemd's v1 hierarchy on hosts
     /// without one); empty if unknown.
@@ -100,7 +103,9 @@ pub struct ProcessInfo {
 /// taken from the systemd scope Flatpak starts the app in and checked against the sandbox's own
 /// `/.flatpak-info` (a process outside a sandbox that names its scope like Flatpak's is
 /// identified by its executable instead). A snap name comes from its scope name alone and an
-/// AppImage from the `APPIMAGE` variable of the process' environment (when that file exists):
+/// AppImage from the `APPIMAGE` variable of the process' environment (when that file exists,
+/// and only for an executable inside an AppImage's mount, `.mount_*` or
+/// `appimage_extracted_*`: a program the AppImage merely started is itself):
 /// a program running as the same user can claim either, so they identify well-behaved apps
 /// rather than resist an adversary of the same user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -4,9 +4,13 @@
 //! reading is done by the caller. This module must not grant an identity on a claim it can
 //! check and that fails the check: a cgroup name is chosen by whoever starts the scope, so a
 //! Flatpak claim needs the sandbox's own `/.flatpak-info` (which an unsandboxed process cannot
-//! create as a non-root user) when that file can be read.
+//! create as a non-root user) when that file can be read. The `APPIMAGE` variable is only
+//! consulted for a process whose executable lies inside an AppImage (see [`inside_appimage`]):
+//! every program an AppImage starts inherits the variable, and reading a process' environment
+//! costs a copy from its memory on the verdict thread.
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Component, Path, PathBuf};
 
 use crate::AppIdentity;
 
@@ -29,7 +33,8 @@ pub(crate) struct IdentityFacts<'a> {
     pub cgroup: &'a str,
     /// The sandbox's `/.flatpak-info`; only consulted if the cgroup claims Flatpak.
     pub flatpak_info: FlatpakInfo,
-    /// `APPIMAGE` from the environment, already checked to name an existing file.
+    /// `APPIMAGE` from the environment, already checked to name an existing file; only read
+    /// when the executable is [`inside_appimage`].
     pub appimage: Option<PathBuf>,
     /// The executable path.
     pub exe: &'a std::path::Path,
@@ -57,6 +62,24 @@ pub(crate) fn identify(facts: IdentityFacts<'_>) -> AppIdentity {
         return AppIdentity::AppImage(path);
     }
     AppIdentity::Executable(facts.exe.to_path_buf())
+}
+
+/// Whether `exe` lies inside an AppImage, so that its `APPIMAGE` variable is worth reading: the
+/// AppImage runtime mounts the image on `$TMPDIR/.mount_<name><random>` (or, to extract and run,
+/// unpacks it to `$TMPDIR/appimage_extracted_<hash>`) and starts the app from there. A program
+/// outside the image that the app started (a browser it opened, `/usr/bin/xdg-open`) inherited
+/// the variable but is not the AppImage: it is identified by its own executable.
+pub(crate) fn inside_appimage(exe: &Path) -> bool {
+    let Some(dir) = exe.parent() else {
+        return false;
+    };
+    dir.components().any(|c| match c {
+        Component::Normal(name) => {
+            name.as_bytes().starts_with(b".mount_")
+                || name.as_bytes().starts_with(b"appimage_extracted_")
+        }
+        _ => false,
+    })
 }
 
 /// The Flatpak app id from a cgroup path whose unit is `app-flatpak-<APPID>-<N>.scope` (or the
@@ -241,6 +264,29 @@ mod tests {
             identify(both),
             AppIdentity::Flatpak("org.mozilla.firefox".into())
         );
+    }
+
+    #[test]
+    fn appimage_executables() {
+        for inside in [
+            "/tmp/.mount_ToolXYZ/usr/bin/tool",
+            "/tmp/.mount_Tool1a2b3c/AppRun",
+            "/run/user/1000/.mount_Foo/usr/lib/foo/foo",
+            "/tmp/appimage_extracted_0123abcd/usr/bin/tool",
+        ] {
+            assert!(inside_appimage(Path::new(inside)), "{inside}");
+        }
+        for outside in [
+            "/usr/bin/xdg-open",
+            "/home/u/Apps/Tool.AppImage",
+            "/tmp/.mount_",
+            "/home/u/.mount_notes",
+            "/tmp/x.mount_Tool/bin/tool",
+            "relative/.mount_x",
+            "",
+        ] {
+            assert!(!inside_appimage(Path::new(outside)), "{outside}");
+        }
     }
 
     proptest::proptest! {

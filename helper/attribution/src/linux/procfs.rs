@@ -15,10 +15,13 @@ use std::path::{Path, PathBuf};
 /// Most bytes read from `cmdline`: command lines can be megabytes long; the first 32 KiB name
 /// the program and its important arguments.
 const CMDLINE_LIMIT: u64 = 32 * 1024;
-/// Most bytes read from `environ` when looking for `APPIMAGE=`.
-const ENVIRON_LIMIT: u64 = 1024 * 1024;
+/// Most bytes read from `environ` when looking for `APPIMAGE=` (which the AppImage runtime
+/// appends, so it comes last): environments are a few KiB; one this large is not an app's.
+const ENVIRON_LIMIT: u64 = 256 * 1024;
 /// Most bytes read from the small text files (`stat`, `status`, `cgroup`, `.flatpak-info`).
 const SMALL_LIMIT: u64 = 256 * 1024;
+/// The first size of a reused read buffer: every small `/proc` file of a process fits.
+const FIRST_BUFFER: usize = 4096;
 
 /// The fields of `/proc/PID/stat` this crate uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,12 +249,32 @@ pub(crate) fn parse_flatpak_info(text: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct ProcFs {
     root: PathBuf,
+    /// Whether `root` is the kernel's `/proc`. Its `stat`, `status` and `cgroup` (one record
+    /// each) and `cmdline` are generated whole: a `read` that returns less than asked has
+    /// reached the end, and the `read` that would return 0 is saved. (Not so for files of many
+    /// records, such as `mountinfo`: they come a page at a time.)
+    generated: bool,
 }
 
 impl ProcFs {
     /// A reader of the proc filesystem mounted at `root` (normally `/proc`).
     pub(crate) fn new(root: PathBuf) -> ProcFs {
-        ProcFs { root }
+        ProcFs {
+            generated: root == Path::new("/proc"),
+            root,
+        }
+    }
+
+    /// At most `limit` bytes of `ROOT/PID/NAME`, one of the files generated whole, read into
+    /// `buf` (see [`read_into`]).
+    fn read_pid_file<'b>(
+        &self,
+        pid: u32,
+        name: &str,
+        limit: u64,
+        buf: &'b mut Vec<u8>,
+    ) -> io::Result<&'b [u8]> {
+        read_into(&self.pid_path(pid, name), limit, self.generated, buf)
     }
 
     /// `ROOT/PID/NAME`.
@@ -269,9 +292,17 @@ impl ProcFs {
     }
 
     /// `stat`, parsed; an unparsable file is reported as `InvalidData`.
+    #[cfg(test)]
     pub(crate) fn stat(&self, pid: u32) -> io::Result<Stat> {
-        let text = read_text(&self.pid_path(pid, "stat"), SMALL_LIMIT)?;
-        parse_stat(&text).ok_or_else(|| invalid("unparsable /proc/PID/stat"))
+        self.stat_in(pid, &mut Vec::new())
+    }
+
+    /// `stat`, parsed, read into `buf` (reused across calls: no allocation once it has grown);
+    /// an unparsable file is reported as `InvalidData`.
+    pub(crate) fn stat_in(&self, pid: u32, buf: &mut Vec<u8>) -> io::Result<Stat> {
+        let bytes = self.read_pid_file(pid, "stat", SMALL_LIMIT, buf)?;
+        parse_stat(&String::from_utf8_lossy(bytes))
+            .ok_or_else(|| invalid("unparsable /proc/PID/stat"))
     }
 
     /// The raw `exe` link target (with a ` (deleted)` suffix if there is one).
@@ -285,23 +316,24 @@ impl ProcFs {
         parse_socket_link(link.as_os_str().as_bytes())
     }
 
-    /// The command line (at most 32 KiB of it).
-    pub(crate) fn cmdline(&self, pid: u32) -> io::Result<Vec<String>> {
-        read_bytes(&self.pid_path(pid, "cmdline"), CMDLINE_LIMIT).map(|b| parse_cmdline(&b))
+    /// The command line (at most 32 KiB of it), read into `buf`.
+    pub(crate) fn cmdline_in(&self, pid: u32, buf: &mut Vec<u8>) -> io::Result<Vec<String>> {
+        self.read_pid_file(pid, "cmdline", CMDLINE_LIMIT, buf)
+            .map(parse_cmdline)
     }
 
-    /// The effective uid from `status`.
-    pub(crate) fn effective_uid(&self, pid: u32) -> io::Result<u32> {
-        let text = read_text(&self.pid_path(pid, "status"), SMALL_LIMIT)?;
-        parse_status_uids(&text)
+    /// The effective uid from `status`, read into `buf`.
+    pub(crate) fn effective_uid_in(&self, pid: u32, buf: &mut Vec<u8>) -> io::Result<u32> {
+        let bytes = self.read_pid_file(pid, "status", SMALL_LIMIT, buf)?;
+        parse_status_uids(&String::from_utf8_lossy(bytes))
             .map(|[_, effective, _, _]| effective)
             .ok_or_else(|| invalid("no Uid line in /proc/PID/status"))
     }
 
-    /// The cgroup path (see [`parse_cgroup`]); empty if the file names none.
-    pub(crate) fn cgroup(&self, pid: u32) -> io::Result<String> {
-        let text = read_text(&self.pid_path(pid, "cgroup"), SMALL_LIMIT)?;
-        Ok(parse_cgroup(&text).unwrap_or_default())
+    /// The cgroup path (see [`parse_cgroup`]), read into `buf`; empty if the file names none.
+    pub(crate) fn cgroup_in(&self, pid: u32, buf: &mut Vec<u8>) -> io::Result<String> {
+        let bytes = self.read_pid_file(pid, "cgroup", SMALL_LIMIT, buf)?;
+        Ok(parse_cgroup(&String::from_utf8_lossy(bytes)).unwrap_or_default())
     }
 
     /// One variable of the process' initial environment.
@@ -327,6 +359,47 @@ pub(crate) fn read_bytes(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         .take(limit)
         .read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// Reads at most `limit` bytes of `path` into `buf` and returns them. `buf` is scratch memory
+/// kept between calls: it only grows (doubling, up to `limit`), is never cleared, and reads go
+/// straight into it, so a reader of many small files allocates nothing once it has grown. With
+/// `short_read_ends`, a read that returns less than asked is taken as the end of the file.
+pub(crate) fn read_into<'b>(
+    path: &Path,
+    limit: u64,
+    short_read_ends: bool,
+    buf: &'b mut Vec<u8>,
+) -> io::Result<&'b [u8]> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut file = std::fs::File::open(path)?;
+    let mut filled = 0;
+    loop {
+        if filled >= buf.len() {
+            if filled >= limit {
+                break;
+            }
+            let grown = filled.saturating_mul(2).clamp(FIRST_BUFFER, limit);
+            buf.resize(grown, 0);
+        }
+        let end = buf.len().min(limit);
+        let Some(free) = buf.get_mut(filled..end).filter(|f| !f.is_empty()) else {
+            break;
+        };
+        let asked = free.len();
+        match file.read(free) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if short_read_ends && n < asked {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf.get(..filled).unwrap_or_default())
 }
 
 /// Reads at most `limit` bytes of `path` as (lossy) UTF-8.
@@ -379,6 +452,61 @@ mod tests {
         }
         // The shortest valid line.
         assert!(parse_stat("1 (x) S 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 5").is_some());
+    }
+
+    #[test]
+    fn reads_reuse_the_buffer_and_stop_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..10_000_u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_into(&path, 1 << 20, false, &mut buf).unwrap(),
+            &content[..]
+        );
+        let grown = buf.len();
+        assert_eq!(
+            read_into(&path, 100, false, &mut buf).unwrap(),
+            &content[..100]
+        );
+        assert_eq!(buf.len(), grown, "never shrinks");
+        std::fs::write(&path, b"short").unwrap();
+        assert_eq!(
+            read_into(&path, 1 << 20, false, &mut buf).unwrap(),
+            b"short"
+        );
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(read_into(&path, 1 << 20, false, &mut buf).unwrap(), b"");
+        assert!(read_into(&dir.path().join("none"), 10, false, &mut buf).is_err());
+        // The files of /proc that a short read ends read whole, as with read_to_end.
+        for short_read_ends in [false, true] {
+            for name in ["cgroup", "cmdline"] {
+                let path = Path::new("/proc/self").join(name);
+                let read = read_into(&path, SMALL_LIMIT, short_read_ends, &mut buf).unwrap();
+                assert_eq!(read, &std::fs::read(&path).unwrap()[..], "{name}");
+            }
+            let stat = read_into(
+                Path::new("/proc/self/stat"),
+                SMALL_LIMIT,
+                short_read_ends,
+                &mut buf,
+            );
+            let stat = String::from_utf8_lossy(stat.unwrap()).into_owned();
+            assert!(
+                stat.ends_with('\n') && parse_stat(&stat).is_some(),
+                "{stat}"
+            );
+            let status = read_into(
+                Path::new("/proc/self/status"),
+                SMALL_LIMIT,
+                short_read_ends,
+                &mut buf,
+            );
+            let status = String::from_utf8_lossy(status.unwrap()).into_owned();
+            // Its last line.
+            assert!(status.contains("\nnonvoluntary_ctxt_switches:"), "{status}");
+        }
     }
 
     #[test]
