@@ -45,6 +45,7 @@
 pub mod app_codes;
 mod bins;
 mod cgroup;
+pub mod dns;
 mod helper;
 mod lab;
 mod netns;
