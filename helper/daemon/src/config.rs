@@ -22,6 +22,9 @@ pub struct Config {
     /// Process attribution.
     #[serde(default)]
     pub attribution: AttributionSection,
+    /// The DNS resolver.
+    #[serde(default)]
+    pub dns: crate::dns::DnsSection,
 }
 
 /// The `[attribution]` table.

@@ -4,6 +4,7 @@
 //! `portcullis-ipc`. `portcullisd recover` undoes what a crashed run left behind.
 
 mod config;
+mod dns;
 mod enforce;
 mod live;
 mod paths;
@@ -77,6 +78,8 @@ pub struct Resolved {
     pub intercept: config::InterceptSection,
     /// Process attribution.
     pub attribution: config::AttributionSection,
+    /// The DNS resolver.
+    pub dns: dns::DnsSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -112,6 +115,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
             ebpf: config.attribution.ebpf && !p.no_ebpf,
             ebpf_cgroup: p.ebpf_cgroup.clone().or(config.attribution.ebpf_cgroup),
         },
+        dns: config.dns,
     })
 }
 

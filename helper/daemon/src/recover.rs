@@ -103,6 +103,7 @@ mod tests {
                 ..crate::config::InterceptSection::default()
             },
             attribution: crate::config::AttributionSection::default(),
+            dns: crate::dns::DnsSection::default(),
         }
     }
 

@@ -146,6 +146,25 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         }
         tracing::info!("enforcing");
     }
+    // The resolver: a failure to start it is logged, never a reason to stop enforcing.
+    let dns = if resolved.dns.enabled {
+        let policy = lock(&service).policy();
+        let firewall = resolved.intercept.enabled.then_some(InterceptConfig {
+            queue_num: resolved.intercept.queue_num,
+            mark_mask: resolved.intercept.mark_mask,
+            fail_open: true,
+            exclude_cgroup: None,
+        });
+        match crate::dns::Dns::start(&resolved.dns, policy, firewall).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "the DNS resolver is off");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let make_profiles = tokio::spawn(make_new_profiles(service.clone(), new_apps_rx));
     let changes = lock(&service).policy_changes();
     let follow_policy = tokio::spawn(follow_policy_changes(
@@ -203,6 +222,9 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         .take();
     if let Some(mut e) = stopping {
         let _ = tokio::task::spawn_blocking(move || e.stop()).await;
+    }
+    if let Some(d) = dns {
+        d.stop().await;
     }
     drop(server);
     tracing::info!("portcullisd stopped");

@@ -28,7 +28,7 @@ use crate::policy::{
 };
 use crate::rebinding::{Rebinding, RebindingGuard};
 use crate::reply;
-use crate::upstream::{Answered, EndpointStats, Transport, UpstreamGroup, tls};
+use crate::upstream::{Answered, EndpointStats, SocketHook, Transport, UpstreamGroup, tls};
 
 /// Firefox asks for this name to learn whether it may use its own DoH; NXDOMAIN says no.
 pub const FIREFOX_CANARY: &str = "use-application-dns.net.";
@@ -156,6 +156,16 @@ impl Resolver {
     /// Builds a resolver from `config` (validated here), deciding with `policy`. Reads the CA
     /// file or the system's roots if an upstream is encrypted; opens no socket.
     pub fn new(config: &DnsConfig, policy: Arc<dyn QueryPolicy>) -> Result<Self, ConfigError> {
+        Self::with_socket_hook(config, policy, None)
+    }
+
+    /// [`new`](Self::new), with `hook` run on every upstream socket before it connects or
+    /// sends (the daemon marks its own traffic with it).
+    pub fn with_socket_hook(
+        config: &DnsConfig,
+        policy: Arc<dyn QueryPolicy>,
+        hook: Option<SocketHook>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let needs_tls = config
             .upstreams
@@ -167,7 +177,7 @@ impl Resolver {
             None
         };
         let attempt = config.attempt_timeout();
-        let public = UpstreamGroup::new(&config.upstreams, tls.as_ref(), attempt)?;
+        let public = UpstreamGroup::new(&config.upstreams, tls.as_ref(), attempt, hook.clone())?;
 
         let mut zones = Vec::new();
         for z in &config.local_zones {
@@ -182,7 +192,7 @@ impl Resolver {
                 .filter(|(n, _)| n == zone)
                 .flat_map(|(_, s)| s.iter().cloned())
                 .collect();
-            local.push(UpstreamGroup::new(&servers, None, attempt)?);
+            local.push(UpstreamGroup::new(&servers, None, attempt, hook.clone())?);
         }
 
         let mut allowed: Vec<Name> = local_zones.zones().to_vec();

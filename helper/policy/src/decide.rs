@@ -119,6 +119,59 @@ pub fn decide(
     )
 }
 
+/// Decides a DNS name an app asks for: the first outbound rule without a port spec whose
+/// entity is a domain (`example.com`, `*.example.com`, `.example.com`) matching `name`, in the
+/// app's rules, then the global rules. `None` when no such rule matches: the name resolves,
+/// and the connections to its addresses are decided as connections (with the name as their
+/// domain). Rules on addresses, networks, countries or ports never decide names, and neither
+/// do `default_action` and the blocking settings: they apply to connections. `name` is
+/// lowercase ASCII without a trailing dot.
+pub fn decide_name(
+    app: Option<&ProfileRules<'_>>,
+    global: &ProfileRules<'_>,
+    name: &str,
+) -> Option<Explanation> {
+    let domain_rule = |rule: &Rule| {
+        rule.direction == Direction::Outbound
+            && rule.portspec.is_none()
+            && matches!(
+                rule.entity,
+                crate::rule::Entity::Domain(_)
+                    | crate::rule::Entity::Subdomains(_)
+                    | crate::rule::Entity::DomainTree(_)
+            )
+    };
+    // Facts that only a domain entity can match: the address is never looked at.
+    let facts = Facts {
+        direction: Direction::Outbound,
+        protocol: Protocol::Udp,
+        remote: IpAddr::from([0, 0, 0, 0]),
+        remote_port: None,
+        local_port: None,
+        domain: Some(name),
+        looked_up: true,
+        country: None,
+        asn: None,
+    };
+    [app, Some(global)]
+        .into_iter()
+        .flatten()
+        .find_map(|profile| {
+            let stored = profile
+                .rules
+                .iter()
+                .find(|s| domain_rule(&s.rule) && s.rule.matches(&facts))?;
+            first_match(
+                &ProfileRules {
+                    label: profile.label.clone(),
+                    settings: profile.settings,
+                    rules: std::slice::from_ref(stored),
+                },
+                &facts,
+            )
+        })
+}
+
 /// The first rule of `profile` that matches, as an explanation.
 fn first_match(profile: &ProfileRules<'_>, facts: &Facts<'_>) -> Option<Explanation> {
     let stored = profile.rules.iter().find(|s| s.rule.matches(facts))?;
@@ -319,6 +372,14 @@ mod tests {
             };
             decide(Some(&app), &self.global(), facts)
         }
+        fn decide_name(&self, name: &str) -> Option<Explanation> {
+            let app = ProfileRules {
+                label: ProfileLabel::App(CURL.to_owned()),
+                settings: &self.app_settings,
+                rules: &self.app_rules,
+            };
+            decide_name(Some(&app), &self.global(), name)
+        }
         fn decide_without_app(&self, facts: &Facts<'_>) -> Explanation {
             decide(None, &self.global(), facts)
         }
@@ -329,6 +390,34 @@ mod tests {
                 rules: &self.global_rules,
             }
         }
+    }
+
+    #[test]
+    fn names_are_decided_by_domain_rules_only_app_first() {
+        let w = World::new()
+            .app_rules(&["+ ads.example.com", "- 10.0.0.0/8", "- tracker.net tcp/443"])
+            .global_rules(&["- .example.com", "- *.cdn.org", "+ *"])
+            .app_set(SettingKey::DefaultAction, "block");
+        // The app's own allow beats the global block of the whole tree.
+        let e = w.decide_name("ads.example.com").unwrap();
+        assert_eq!(e.verdict, Verdict::Allow);
+        assert_eq!(e.decided_by, by_rule(app_label(), 1, "+ ads.example.com"));
+        // The global tree rule covers the name itself and its subdomains.
+        for name in ["example.com", "www.example.com"] {
+            let e = w.decide_name(name).unwrap();
+            assert_eq!(e.verdict, Verdict::Block, "{name}");
+            assert_eq!(
+                e.decided_by,
+                by_rule(ProfileLabel::Global, 1, "- .example.com")
+            );
+            assert!(e.summary.contains("- .example.com"), "{}", e.summary);
+        }
+        // `*.` is strict: the bare name is not blocked.
+        assert!(w.decide_name("img.cdn.org").is_some());
+        assert_eq!(w.decide_name("cdn.org"), None);
+        // Address rules, rules with a port, `+ *` and default_action never decide names.
+        assert_eq!(w.decide_name("tracker.net"), None);
+        assert_eq!(w.decide_name("elsewhere.io"), None);
     }
 
     fn by_rule(profile: ProfileLabel, id: i64, text: &str) -> DecidedBy {

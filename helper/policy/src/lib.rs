@@ -12,7 +12,7 @@ pub mod rule;
 pub mod scope;
 pub mod settings;
 
-pub use decide::{Facts, ProfileRules, StoredRule, decide};
+pub use decide::{Facts, ProfileRules, StoredRule, decide, decide_name};
 pub use rule::{Direction, Entity, PortSpec, Protocol, Rule, RuleAction, RuleError};
 pub use scope::{AddressClass, classify_ip};
 pub use settings::{Overrides, builtin_default, resolve, settings_view};

@@ -11,6 +11,7 @@
 //! lab-app connect udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (connect() + send())
 //! lab-app send    udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (unconnected sendto())
 //! lab-app resolve NAME
+//! lab-app query SERVER NAME     (one DNS query for NAME's A records, over UDP to SERVER:53)
 //! ```
 //! HOST is an IP literal or a name resolved by the system resolver. UDP sends `lab-app` unless
 //! `--send` says otherwise and waits for the echo unless `--no-reply`. With `--ready`, a line
@@ -87,6 +88,7 @@ fn run(args: &[String]) -> Result<String, Failure> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     match strs.as_slice() {
         ["resolve", name] => resolve(name),
+        ["query", server, name] => query(server, name),
         [
             verb @ ("connect" | "send"),
             proto @ ("tcp" | "udp"),
@@ -200,6 +202,97 @@ fn resolve(name: &str) -> Result<String, Failure> {
     })?;
     let ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
     Ok(format!("resolve name={name} addrs={}", ips.join(",")))
+}
+
+/// Asks `server`:53 over UDP for `name`'s A records (no system resolver involved): `ok` with
+/// the addresses on NOERROR with answers, `RESOLVE` with the rcode otherwise.
+fn query(server: &str, name: &str) -> Result<String, Failure> {
+    let ip: IpAddr = server.parse().map_err(|_| usage("bad server address"))?;
+    let peer = SocketAddr::new(ip, 53);
+    let id = u16::try_from(std::process::id() & 0xffff).unwrap_or(1);
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
+    for label in name.trim_end_matches('.').split('.') {
+        let len = u8::try_from(label.len()).map_err(|_| usage("label too long"))?;
+        q.push(len);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]); // root, type A, class IN
+    let bind = match ip {
+        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let sock = UdpSocket::bind(bind).map_err(|e| fail("bind", peer, &e, false))?;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| fail("timeout", peer, &e, false))?;
+    sock.connect(peer)
+        .map_err(|e| fail("connect", peer, &e, false))?;
+    sock.send(&q).map_err(|e| fail("send", peer, &e, false))?;
+    let mut buf = [0_u8; 1500];
+    let n = sock
+        .recv(&mut buf)
+        .map_err(|e| fail("recv", peer, &e, true))?;
+    let reply = buf.get(..n).unwrap_or_default();
+    let bad = || Failure {
+        code: app_codes::FAILED,
+        what: format!("query name={name} msg=\"malformed reply\""),
+    };
+    let (Some(head), Some(counts)) = (reply.get(..4), reply.get(4..12)) else {
+        return Err(bad());
+    };
+    if head.get(..2) != Some(&id.to_be_bytes()[..]) {
+        return Err(bad());
+    }
+    let rcode = head.get(3).copied().unwrap_or(0) & 0x0f;
+    let count = |i: usize| {
+        u16::from_be_bytes([
+            counts.get(i).copied().unwrap_or(0),
+            counts.get(i + 1).copied().unwrap_or(0),
+        ])
+    };
+    let (questions, answers) = (count(0), count(2));
+    // Skips a (possibly compressed) name at `pos`; returns the position after it.
+    let skip_name = |mut pos: usize| -> Option<usize> {
+        loop {
+            let len = *reply.get(pos)?;
+            if len & 0xc0 == 0xc0 {
+                return Some(pos + 2);
+            }
+            pos += 1 + usize::from(len);
+            if len == 0 {
+                return Some(pos);
+            }
+        }
+    };
+    let mut pos = 12;
+    for _ in 0..questions {
+        pos = skip_name(pos).ok_or_else(bad)? + 4;
+    }
+    let mut addrs = Vec::new();
+    for _ in 0..answers {
+        pos = skip_name(pos).ok_or_else(bad)?;
+        let Some(&[t0, t1, _, _, _, _, _, _, l0, l1]) = reply.get(pos..pos + 10) else {
+            return Err(bad());
+        };
+        let rtype = u16::from_be_bytes([t0, t1]);
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        let data = reply.get(pos + 10..pos + 10 + len).ok_or_else(bad)?;
+        if let (1, [a, b, c, d]) = (rtype, data) {
+            addrs.push(Ipv4Addr::new(*a, *b, *c, *d).to_string());
+        }
+        pos += 10 + len;
+    }
+    if rcode != 0 || addrs.is_empty() {
+        return Err(Failure {
+            code: app_codes::RESOLVE,
+            what: format!("query name={name} rcode={rcode} addrs=0"),
+        });
+    }
+    Ok(format!(
+        "query name={name} rcode=0 addrs={}",
+        addrs.join(",")
+    ))
 }
 
 /// Maps an I/O error to an exit code; `reading` marks errors while waiting for the echo.

@@ -3,9 +3,11 @@
 //! of answers.
 
 pub mod pool;
+pub mod socket;
 pub mod spec;
 pub mod tls;
 
 pub use pool::{Answered, EndpointStats, UpstreamGroup};
+pub use socket::{SocketHook, SocketRef};
 pub use spec::{Transport, UpstreamSpec};
 pub use tls::Trust;

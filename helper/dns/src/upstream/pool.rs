@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::socket::{Provider, SocketHook};
 use hickory_net::NetError;
 use hickory_net::h2::HttpsClientStream;
-use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
@@ -39,7 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Concurrent queries on one multiplexed connection.
 const MAX_ACTIVE_PER_CONNECTION: usize = 128;
 
-type Exchange = DnsExchange<TokioRuntimeProvider>;
+type Exchange = DnsExchange<Provider>;
 
 /// A successful upstream answer.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ impl std::fmt::Debug for Endpoint {
 /// An ordered set of upstream addresses queried with failover.
 pub struct UpstreamGroup {
     endpoints: Vec<Arc<Endpoint>>,
-    provider: TokioRuntimeProvider,
+    provider: Provider,
     attempt_timeout: Duration,
 }
 
@@ -145,11 +145,13 @@ fn endpoint_label(spec: &UpstreamSpec, addr: SocketAddr) -> String {
 
 impl UpstreamGroup {
     /// One endpoint per address of every spec, in order. `tls` is needed if any spec is TLS
-    /// or HTTPS. Opens nothing: connections are made on first use.
+    /// or HTTPS; `hook` runs on each new socket. Opens nothing: connections are made on first
+    /// use.
     pub fn new(
         specs: &[UpstreamSpec],
         tls: Option<&Arc<ClientConfig>>,
         attempt_timeout: Duration,
+        hook: Option<SocketHook>,
     ) -> Result<Self, ConfigError> {
         let mut endpoints = Vec::new();
         for spec in specs {
@@ -210,7 +212,7 @@ impl UpstreamGroup {
         }
         Ok(Self {
             endpoints,
-            provider: TokioRuntimeProvider::new(),
+            provider: Provider::new(hook),
             attempt_timeout,
         })
     }
@@ -340,7 +342,7 @@ impl Endpoint {
         &self,
         query: &Query,
         timeout: Duration,
-        provider: &TokioRuntimeProvider,
+        provider: &Provider,
     ) -> Result<Message, UpstreamError> {
         let deadline = Instant::now() + timeout;
         let message = self
@@ -368,7 +370,7 @@ impl Endpoint {
         slot: &tokio::sync::Mutex<Slot>,
         query: &Query,
         deadline: Instant,
-        provider: &TokioRuntimeProvider,
+        provider: &Provider,
         tcp: bool,
     ) -> Result<Message, UpstreamError> {
         for _attempt in 0..2 {
@@ -412,7 +414,7 @@ impl Endpoint {
         &self,
         slot: &tokio::sync::Mutex<Slot>,
         deadline: Instant,
-        provider: &TokioRuntimeProvider,
+        provider: &Provider,
         tcp: bool,
     ) -> Result<(Exchange, u64, bool), UpstreamError> {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -445,11 +447,7 @@ impl Endpoint {
 
     /// Opens a connection (the caller bounds the time it may take). `request_timeout` applies
     /// to each query sent over it later.
-    async fn connect(
-        &self,
-        provider: TokioRuntimeProvider,
-        tcp: bool,
-    ) -> Result<Exchange, NetError> {
+    async fn connect(&self, provider: Provider, tcp: bool) -> Result<Exchange, NetError> {
         let timeout = self.request_timeout.max(Duration::from_millis(1));
         match &self.kind {
             Kind::Plain if !tcp => Ok(UdpClientStream::builder(self.addr, provider)

@@ -1,0 +1,208 @@
+//! The helper's DNS side: runs the `portcullis-dns` resolver on its own loopback address and
+//! gives it the per-app decision it asks for. For each query it finds the asking process from
+//! the query's addresses (sock_diag and `/proc`, like a connection), takes that app's profile
+//! from the policy snapshot in force, and lets its domain rules, then the global ones, decide
+//! the name (and every name of the answer's CNAME chain: the resolver asks for each).
+//!
+//! It owns no policy: rules come from the same snapshot the verdict thread reads. It must not
+//! wait on the database or the IPC side, and it never logs names or addresses above DEBUG.
+//!
+//! Not yet here (see the DNS issue): redirecting queries sent to other resolvers, the
+//! per-process domain⇄address map that gives connections their domain, and filter lists.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use portcullis_attribution::{Attribution, AttributionConfig, Attributor, Flow};
+use portcullis_dns::upstream::SocketHook;
+use portcullis_dns::{
+    BlockStyle, DnsConfig, DnsServer, QueryContext, QueryDecision, QueryPolicy, QuerySource,
+    Resolver,
+};
+use portcullis_intercept::InterceptConfig;
+use portcullis_policy::{ProfileRules, decide_name};
+use portcullis_protocol::{Direction, ProfileLabel, Protocol, Verdict};
+use serde::Deserialize;
+
+use crate::live::SharedPolicy;
+use crate::store::KERNEL_KEY;
+
+/// The `[dns]` table of the helper's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// Whether the helper runs its resolver (default false until queries to other resolvers
+    /// are redirected to it: without that, only what is configured to ask it does).
+    pub enabled: bool,
+    /// How a name a rule blocks is answered: `nx_domain` (default), `zero_ip`, `refused`.
+    pub block_style: BlockStyle,
+    /// The resolver: listen addresses, upstreams, trust, local zones, cache, rebinding
+    /// (`[dns.resolver]`; see `portcullis_dns::DnsConfig`).
+    pub resolver: DnsConfig,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            enabled: false,
+            block_style: BlockStyle::NxDomain,
+            resolver: DnsConfig::default(),
+        }
+    }
+}
+
+/// How long the asker of one query address is remembered (the resolver asks for the
+/// question and again for each CNAME name of the same query).
+const ASKER_TTL: Duration = Duration::from_secs(2);
+/// Most askers remembered.
+const MAX_ASKERS: usize = 4096;
+
+/// The daemon's [`QueryPolicy`]: the asking app's domain rules, then the global ones.
+#[derive(Debug)]
+pub struct AppQueryPolicy {
+    policy: Arc<SharedPolicy>,
+    style: BlockStyle,
+    attributor: Mutex<Attributor>,
+    askers: Mutex<HashMap<QuerySource, (Instant, String)>>,
+}
+
+impl AppQueryPolicy {
+    /// Attributes queries with sock_diag and `/proc` in the calling thread's network
+    /// namespace.
+    pub fn new(policy: Arc<SharedPolicy>, style: BlockStyle) -> anyhow::Result<AppQueryPolicy> {
+        let attributor = Attributor::new(AttributionConfig::default())
+            .context("cannot start attribution for DNS queries")?;
+        Ok(AppQueryPolicy {
+            policy,
+            style,
+            attributor: Mutex::new(attributor),
+            askers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The profile key of the app that sent the query from `source`.
+    fn asker(&self, source: &QuerySource) -> String {
+        let now = Instant::now();
+        {
+            let askers = self.askers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, app)) = askers.get(source)
+                && now.duration_since(*at) < ASKER_TTL
+            {
+                return app.clone();
+            }
+        }
+        let flow = Flow {
+            protocol: match source.protocol {
+                portcullis_dns::policy::Protocol::Udp => Protocol::Udp,
+                portcullis_dns::policy::Protocol::Tcp => Protocol::Tcp,
+            },
+            // The app's socket sent it: from the app's side, its own address is local.
+            direction: Direction::Outbound,
+            local: source.peer,
+            remote: source.local,
+        };
+        let found = self
+            .attributor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .attribute(&flow);
+        let app = match found {
+            Attribution::Process(p) => p.app.key(),
+            _ => KERNEL_KEY.to_string(),
+        };
+        let mut askers = self.askers.lock().unwrap_or_else(PoisonError::into_inner);
+        if askers.len() >= MAX_ASKERS {
+            askers.retain(|_, (at, _)| now.duration_since(*at) < ASKER_TTL);
+            if askers.len() >= MAX_ASKERS {
+                askers.clear();
+            }
+        }
+        askers.insert(*source, (now, app.clone()));
+        app
+    }
+}
+
+impl QueryPolicy for AppQueryPolicy {
+    fn decide(&self, query: &QueryContext<'_>) -> QueryDecision {
+        let app = self.asker(query.source);
+        let name = query.name.to_ascii().to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        let snapshot = self.policy.load();
+        let profile = snapshot.apps.get(&app);
+        let app_rules = profile.map(|p| ProfileRules {
+            label: ProfileLabel::App(app.clone()),
+            settings: &p.overrides,
+            rules: &p.compiled,
+        });
+        let global = ProfileRules {
+            label: ProfileLabel::Global,
+            settings: &snapshot.global.overrides,
+            rules: &snapshot.global.compiled,
+        };
+        match decide_name(app_rules.as_ref(), &global, name) {
+            Some(e) if e.verdict != Verdict::Allow => {
+                tracing::debug!(app = %app, name, because = %e.summary, "name blocked");
+                let because = match query.via_cname {
+                    Some(alias) => format!(
+                        "{} (reached through the alias {})",
+                        e.summary,
+                        alias.to_ascii().trim_end_matches('.')
+                    ),
+                    None => e.summary,
+                };
+                QueryDecision::Block {
+                    style: self.style,
+                    because,
+                }
+            }
+            _ => QueryDecision::Allow,
+        }
+    }
+}
+
+/// The running resolver.
+#[derive(Debug)]
+pub struct Dns {
+    server: DnsServer,
+}
+
+impl Dns {
+    /// Starts the resolver on its listen addresses, deciding with `policy`. With `firewall`
+    /// (the interception's configuration), its upstream sockets carry our allow mark, so the
+    /// helper's own queries never wait in its queue.
+    pub async fn start(
+        section: &DnsSection,
+        policy: Arc<SharedPolicy>,
+        firewall: Option<InterceptConfig>,
+    ) -> anyhow::Result<Dns> {
+        section
+            .resolver
+            .validate()
+            .context("invalid [dns.resolver] configuration")?;
+        let decide = Arc::new(AppQueryPolicy::new(policy, section.block_style)?);
+        let hook = firewall.map(|config| -> SocketHook {
+            Arc::new(move |socket| {
+                portcullis_intercept::exclude_socket(socket, &config).map_err(std::io::Error::other)
+            })
+        });
+        let resolver = Arc::new(
+            Resolver::with_socket_hook(&section.resolver, decide, hook)
+                .context("cannot set up the resolver")?,
+        );
+        let server = DnsServer::start(&section.resolver.listen, section.resolver.server, resolver)
+            .await
+            .context("cannot start the DNS server")?;
+        let addrs: Vec<SocketAddr> = server.local_addrs().to_vec();
+        tracing::info!(addresses = addrs.len(), "DNS resolver serving");
+        tracing::debug!(?addrs, "DNS resolver addresses");
+        Ok(Dns { server })
+    }
+
+    /// Stops serving.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}

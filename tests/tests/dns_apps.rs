@@ -1,0 +1,107 @@
+//! End-to-end tests of the helper's resolver: the real `portcullisd` with `[dns]` on, in a lab
+//! namespace, resolving through a real dnsmasq in the server namespace (a local zone, so the
+//! lab needs no Internet), and two test executables as two apps asking it over UDP. What must
+//! hold: the asking app is found, its own domain rules (then the global ones) decide the name,
+//! and another app is not affected.
+
+use portcullis_lab::app_codes::{OK, RESOLVE};
+use portcullis_lab::dns::start_dnsmasq;
+use portcullis_lab::{HelperOpts, Lab, require_root};
+
+/// The helper's resolver address in the client namespace.
+const RESOLVER: &str = "127.0.0.153";
+
+fn query(lab: &Lab, app: &std::path::Path, name: &str) -> portcullis_lab::CmdOutput {
+    lab.client().run_app(app, ["query", RESOLVER, name])
+}
+
+#[test]
+fn each_app_resolves_under_its_own_domain_rules() {
+    require_root!();
+    let lab = Lab::new("dns-apps");
+    let server = lab.server().ipv4();
+    let _dnsmasq = start_dnsmasq(
+        lab.server(),
+        server.into(),
+        53,
+        "test",
+        &[
+            "shop.test,192.0.2.10",
+            "ads.shop.test,192.0.2.11",
+            "news.test,192.0.2.12",
+            "fresh.test,192.0.2.13",
+        ],
+        &[],
+    );
+    let config = format!(
+        "[dns]\nenabled = true\n[dns.resolver]\nlisten = [\"{RESOLVER}:53\"]\n\
+         upstreams = [\"plain://{server}\"]\n\
+         local_zones = [{{ zone = \"test\", servers = [\"plain://{server}\"] }}]\n"
+    );
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let (browser, tracker) = (lab.app("browser"), lab.app("tracker"));
+
+    // Before any rule both resolve.
+    for app in [&browser, &tracker] {
+        let out = query(&lab, app, "shop.test");
+        assert_eq!(out.code(), Some(OK), "{out}");
+        assert!(out.stdout.contains("192.0.2.10"), "{out}");
+    }
+
+    // An app rule: the tracker may not resolve the shop's tree; the browser still may.
+    helper.ctl_json([
+        "rules",
+        "add",
+        "--app",
+        tracker.to_str().unwrap(),
+        "-",
+        ".shop.test",
+    ]);
+    for name in ["shop.test", "ads.shop.test"] {
+        let out = query(&lab, &tracker, name);
+        assert_eq!(out.code(), Some(RESOLVE), "blocked for the tracker: {out}");
+        assert!(out.stdout.contains("rcode=3"), "NXDOMAIN: {out}");
+    }
+    let out = query(&lab, &browser, "ads.shop.test");
+    assert_eq!(out.code(), Some(OK), "another app is not affected: {out}");
+
+    // A global rule blocks a name for every app, and an app's own allow rule wins over it.
+    helper.ctl_json(["rules", "add", "-", "*.shop.test"]);
+    let out = query(&lab, &browser, "ads.shop.test");
+    assert_eq!(out.code(), Some(RESOLVE), "the global rule: {out}");
+    let out = query(&lab, &browser, "shop.test");
+    assert_eq!(out.code(), Some(OK), "`*.` is strict: {out}");
+    helper.ctl_json([
+        "rules",
+        "add",
+        "--app",
+        browser.to_str().unwrap(),
+        "+",
+        "ads.shop.test",
+    ]);
+    let out = query(&lab, &browser, "ads.shop.test");
+    assert_eq!(out.code(), Some(OK), "the app's allow wins: {out}");
+
+    // Names no rule names resolve; address rules do not decide names.
+    helper.ctl_json([
+        "rules",
+        "add",
+        "--app",
+        tracker.to_str().unwrap(),
+        "-",
+        "192.0.2.12",
+    ]);
+    let out = query(&lab, &tracker, "news.test");
+    assert_eq!(out.code(), Some(OK), "{out}");
+
+    // The helper's own upstream queries never wait on its firewall: with everything blocked
+    // but this machine's loopback, a name not asked before still resolves.
+    helper.ctl_json(["rules", "add", "+", "127.0.0.0/8"]);
+    helper.ctl_json(["settings", "set", "default_action", "block"]);
+    let out = query(&lab, &browser, "fresh.test");
+    assert_eq!(out.code(), Some(OK), "{out}");
+    assert!(out.stdout.contains("192.0.2.13"), "{out}");
+}
