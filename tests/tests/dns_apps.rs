@@ -4,7 +4,7 @@
 //! hold: the asking app is found, its own domain rules (then the global ones) decide the name,
 //! and another app is not affected.
 
-use portcullis_lab::app_codes::{OK, RESOLVE};
+use portcullis_lab::app_codes::{OK, REFUSED, RESOLVE};
 use portcullis_lab::dns::start_dnsmasq;
 use portcullis_lab::{HelperOpts, Lab, require_root};
 
@@ -104,4 +104,73 @@ fn each_app_resolves_under_its_own_domain_rules() {
     let out = query(&lab, &browser, "fresh.test");
     assert_eq!(out.code(), Some(OK), "{out}");
     assert!(out.stdout.contains("192.0.2.13"), "{out}");
+}
+
+#[test]
+fn a_connection_to_an_address_the_app_looked_up_carries_the_name_and_its_rules() {
+    require_root!();
+    let lab = Lab::new("dns-conn");
+    let server = lab.server().ipv4();
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let _dnsmasq = start_dnsmasq(
+        lab.server(),
+        server.into(),
+        53,
+        "test",
+        &[&format!("shop.test,{server}")],
+        &[],
+    );
+    let config = format!(
+        "[dns]\nenabled = true\n[dns.resolver]\nlisten = [\"{RESOLVER}:53\"]\n\
+         upstreams = [\"plain://{server}\"]\n\
+         local_zones = [{{ zone = \"test\", servers = [\"plain://{server}\"] }}]\n"
+    );
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let (shopper, other) = (lab.app("shopper"), lab.app("other"));
+    let shopper_key = shopper.to_str().unwrap();
+    let addr = server.to_string();
+    // A connection rule on the name (it has a port, so it does not block the lookup itself).
+    helper.ctl_json([
+        "rules",
+        "add",
+        "--app",
+        shopper_key,
+        "-",
+        "shop.test",
+        "tcp/7",
+    ]);
+    let connect = |app: &std::path::Path| {
+        lab.client()
+            .run_app(app, ["connect", "tcp", &addr, "7", "--timeout-ms", "2000"])
+    };
+
+    // Before looking the name up, the address is just an address: allowed.
+    assert_eq!(connect(&shopper).code(), Some(OK));
+    let out = query(&lab, &shopper, "shop.test");
+    assert_eq!(out.code(), Some(OK), "{out}");
+    // Now the app's connections to that address carry the name, and the rule applies.
+    let out = connect(&shopper);
+    assert_eq!(out.code(), Some(REFUSED), "{out}");
+    let conns = helper.ctl_json(["connections"]);
+    let last = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|c| c["app"] == shopper_key)
+        .unwrap();
+    assert_eq!(last["domain"], "shop.test", "{last}");
+    assert_eq!(
+        last["explanation"]["decided_by"]["text"],
+        "- shop.test tcp/7"
+    );
+
+    // Another app's lookup of the same name lends nothing: its own connection has no name.
+    let out = query(&lab, &other, "shop.test");
+    assert_eq!(out.code(), Some(OK), "{out}");
+    assert_eq!(connect(&other).code(), Some(OK));
 }

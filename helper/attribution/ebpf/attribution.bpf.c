@@ -215,6 +215,7 @@ struct verdict_key {
 
 struct verdict_val {
 	__u64 generation;
+	__u64 expires_ns; // CLOCK_MONOTONIC (bpf_ktime_get_ns); 0: while the generation lasts
 	__u32 verdict;    // FAST_ALLOW or FAST_BLOCK
 	__u32 pad;
 };
@@ -657,6 +658,9 @@ static __always_inline int fast_connect(struct bpf_sock_addr *ctx, const struct 
 	}
 	struct verdict_val *v = bpf_map_lookup_elem(&pcl_fast_verdicts, &vk);
 	if (!v || v->generation != cfg->generation)
+		return 1;
+	// A decision that rested on something with an end (the app's DNS lookup) ends with it.
+	if (v->expires_ns && bpf_ktime_get_ns() >= v->expires_ns)
 		return 1;
 	if (v->verdict == FAST_BLOCK) {
 		__u32 none[4] = {};

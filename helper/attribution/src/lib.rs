@@ -198,6 +198,27 @@ pub enum FastVerdict {
     Block,
 }
 
+/// A decision for the kernel to repeat: `verdict` for `app`'s later connections over
+/// `protocol` to `remote`, made under policy `generation` for a connection of `process`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastDecision {
+    /// The process whose connection was decided (its app is `app` from now on).
+    pub process: KernelProcess,
+    /// The app's number (any stable number per profile).
+    pub app: u32,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The destination.
+    pub remote: SocketAddr,
+    /// What to repeat.
+    pub verdict: FastVerdict,
+    /// The policy generation it was made under.
+    pub generation: u64,
+    /// How long it may be repeated at most (`None`: while the generation lasts). A decision
+    /// that rested on the app's DNS lookup ends with the lookup.
+    pub valid_for: Option<Duration>,
+}
+
 /// The firewall's mark bits the fast path uses: `mask` (all of ours) and the `allow` value
 /// within it. A socket's other mark bits are never changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,20 +277,11 @@ impl FastPath {
         self.inner.set_generation(generation)
     }
 
-    /// Caches `verdict` for `app`'s later connections over `protocol` to `remote`, made under
-    /// policy `generation`, and names `process` as one of `app`'s. UDP "allow" is not cached
-    /// (a connected UDP socket can still send elsewhere); ICMP has no connect.
-    pub fn remember(
-        &self,
-        process: KernelProcess,
-        app: u32,
-        protocol: Protocol,
-        remote: SocketAddr,
-        verdict: FastVerdict,
-        generation: u64,
-    ) -> std::io::Result<()> {
-        self.inner
-            .remember(process, app, protocol, remote, verdict, generation)
+    /// Caches a decision (see [`FastDecision`]) and names its process as one of its app's.
+    /// UDP "allow" is not cached (a connected UDP socket can still send elsewhere); ICMP has
+    /// no connect.
+    pub fn remember(&self, decision: &FastDecision) -> std::io::Result<()> {
+        self.inner.remember(decision)
     }
 
     /// The reader of the kernel's reports, once (later calls give `None`).

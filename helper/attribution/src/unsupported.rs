@@ -2,13 +2,12 @@
 //! tables come later). It keeps the crate compiling there: no attributor can be made, so no
 //! lookup can pretend to have found anything.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{
-    Attributed, AttributionConfig, AttributionError, AttributionStats, EbpfStatus, FastEvent,
-    FastMarks, FastVerdict, Flow, KernelProcess, Protocol,
+    Attributed, AttributionConfig, AttributionError, AttributionStats, EbpfStatus, FastDecision,
+    FastEvent, FastMarks, Flow,
 };
 
 /// Has no values: [`Attributor::new`] always fails here.
@@ -52,15 +51,7 @@ impl FastPath {
         match *self {}
     }
 
-    pub(crate) fn remember(
-        &self,
-        _process: KernelProcess,
-        _app: u32,
-        _protocol: Protocol,
-        _remote: SocketAddr,
-        _verdict: FastVerdict,
-        _generation: u64,
-    ) -> std::io::Result<()> {
+    pub(crate) fn remember(&self, _decision: &FastDecision) -> std::io::Result<()> {
         match *self {}
     }
 

@@ -11,23 +11,25 @@
 //! per-process domain⇄address map that gives connections their domain, and filter lists.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use portcullis_attribution::{Attribution, AttributionConfig, Attributor, Flow};
+use portcullis_dns::proto::op::Message;
+use portcullis_dns::proto::rr::RData;
 use portcullis_dns::upstream::SocketHook;
 use portcullis_dns::{
-    BlockStyle, DnsConfig, DnsServer, QueryContext, QueryDecision, QueryPolicy, QuerySource,
-    Resolver,
+    BlockStyle, DnsConfig, DnsServer, Outcome, QueryContext, QueryDecision, QueryPolicy,
+    QuerySource, Resolve, Resolver,
 };
 use portcullis_intercept::InterceptConfig;
 use portcullis_policy::{ProfileRules, decide_name};
 use portcullis_protocol::{Direction, ProfileLabel, Protocol, Verdict};
 use serde::Deserialize;
 
-use crate::live::SharedPolicy;
+use crate::live::{DomainMap, SharedPolicy};
 use crate::store::KERNEL_KEY;
 
 /// The `[dns]` table of the helper's configuration.
@@ -84,7 +86,7 @@ impl AppQueryPolicy {
     }
 
     /// The profile key of the app that sent the query from `source`.
-    fn asker(&self, source: &QuerySource) -> String {
+    pub fn asker(&self, source: &QuerySource) -> String {
         let now = Instant::now();
         {
             let askers = self.askers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,6 +165,46 @@ impl QueryPolicy for AppQueryPolicy {
     }
 }
 
+/// The server's view of the resolver: resolves, then records which names the asking app
+/// looked its answer's addresses up by (for its connections' domain and the P2P scope).
+#[derive(Debug)]
+struct Handler {
+    resolver: Resolver,
+    policy: Arc<AppQueryPolicy>,
+    domains: Arc<DomainMap>,
+}
+
+impl Resolve for Handler {
+    async fn resolve(&self, source: QuerySource, request: Message) -> Message {
+        let resolution = self.resolver.resolve(&source, &request).await;
+        if let Outcome::Answered { .. } = resolution.outcome {
+            self.record(&source, &request, &resolution.response);
+        }
+        resolution.response
+    }
+}
+
+impl Handler {
+    fn record(&self, source: &QuerySource, request: &Message, response: &Message) {
+        let Some(question) = request.queries.first() else {
+            return;
+        };
+        let name = question.name().to_ascii().to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        let app = self.policy.asker(source);
+        let now = Instant::now();
+        for record in &response.answers {
+            let addr: IpAddr = match &record.data {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
+                _ => continue,
+            };
+            let ttl = Duration::from_secs(u64::from(record.ttl));
+            self.domains.record(&app, addr, name, ttl, now);
+        }
+    }
+}
+
 /// The running resolver.
 #[derive(Debug)]
 pub struct Dns {
@@ -170,12 +212,14 @@ pub struct Dns {
 }
 
 impl Dns {
-    /// Starts the resolver on its listen addresses, deciding with `policy`. With `firewall`
-    /// (the interception's configuration), its upstream sockets carry our allow mark, so the
-    /// helper's own queries never wait in its queue.
+    /// Starts the resolver on its listen addresses, deciding with `policy` and recording the
+    /// names apps look addresses up by in `domains`. With `firewall` (the interception's
+    /// configuration), its upstream sockets carry our allow mark, so the helper's own queries
+    /// never wait in its queue.
     pub async fn start(
         section: &DnsSection,
         policy: Arc<SharedPolicy>,
+        domains: Arc<DomainMap>,
         firewall: Option<InterceptConfig>,
     ) -> anyhow::Result<Dns> {
         section
@@ -188,10 +232,13 @@ impl Dns {
                 portcullis_intercept::exclude_socket(socket, &config).map_err(std::io::Error::other)
             })
         });
-        let resolver = Arc::new(
-            Resolver::with_socket_hook(&section.resolver, decide, hook)
-                .context("cannot set up the resolver")?,
-        );
+        let resolver = Resolver::with_socket_hook(&section.resolver, decide.clone(), hook)
+            .context("cannot set up the resolver")?;
+        let resolver = Arc::new(Handler {
+            resolver,
+            policy: decide,
+            domains,
+        });
         let server = DnsServer::start(&section.resolver.listen, section.resolver.server, resolver)
             .await
             .context("cannot start the DNS server")?;

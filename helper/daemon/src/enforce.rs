@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use portcullis_attribution::{
-    AppIdentity, Attribution, AttributionConfig, Attributor, FastEvent, FastEvents, FastMarks,
-    FastPath, FastVerdict, Flow, KernelProcess, ProcessInfo,
+    AppIdentity, Attribution, AttributionConfig, Attributor, FastDecision, FastEvent, FastEvents,
+    FastMarks, FastPath, FastVerdict, Flow, KernelProcess, ProcessInfo,
 };
 use portcullis_intercept::{
     ForgetFilter, InstalledRules, InterceptConfig, InterceptError, Marks, Pending, Queue,
@@ -35,7 +35,8 @@ use portcullis_protocol::{
 use tokio::sync::{broadcast, mpsc};
 
 use crate::live::{
-    AppSlots, ConnectionLog, FlowKey, LiveFlows, OpenPrompt, PromptBoard, PromptReply, SharedPolicy,
+    AppSlots, ConnectionLog, DomainMap, FlowKey, LiveFlows, OpenPrompt, PromptBoard, PromptReply,
+    SharedPolicy,
 };
 use crate::store::KERNEL_KEY;
 use crate::verdict::{Observed, decide_observed};
@@ -62,6 +63,8 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
     /// Apps that need a profile (handed off without waiting).
     pub new_apps: mpsc::Sender<NewApp>,
+    /// The names each app looked addresses up by (filled by the DNS side).
+    pub domains: Arc<DomainMap>,
 }
 
 /// The running enforcement: rules installed, verdict thread answering.
@@ -229,7 +232,9 @@ impl Enforcer {
             }
         }
         let mut cuts = 0;
+        let now = Instant::now();
         for (key, flow) in self.flows.snapshot() {
+            let domain = self.shared.domains.lookup(&flow.app, flow.remote.ip(), now);
             let observed = Observed {
                 direction: flow.direction,
                 protocol: key.protocol,
@@ -237,6 +242,7 @@ impl Enforcer {
                 remote_port: Some(flow.remote.port()),
                 local_port: Some(flow.local.port()),
                 app: &flow.app,
+                domain: domain.as_ref().map(|(d, _)| &**d),
             };
             // `ask` is no reason to cut a connection someone allowed (e.g. "once"): only a
             // block or drop of the policy itself is.
@@ -344,6 +350,10 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> Connectio
         FastVerdict::Block => Verdict::Block,
     };
     let snapshot = shared.policy.load();
+    let domain = shared
+        .domains
+        .lookup(&app, event.remote.ip(), Instant::now())
+        .map(|(d, _)| d);
     let seen = Observed {
         direction: Direction::Outbound,
         protocol: event.protocol,
@@ -351,6 +361,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> Connectio
         remote_port: Some(event.remote.port()),
         local_port: event.local.map(|l| l.port()),
         app: &app,
+        domain: domain.as_deref(),
     };
     let (mut explanation, scope) = decide_observed(&snapshot, &seen, false);
     if explanation.verdict != verdict {
@@ -386,7 +397,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> Connectio
         local_port: event.local.map(|l| l.port()),
         remote: event.remote.ip(),
         remote_port: Some(event.remote.port()),
-        domain: None,
+        domain: domain.map(|d| d.to_string()),
         scope,
         explanation,
         decided_in_kernel: true,
@@ -552,6 +563,7 @@ impl VerdictLoop {
         seen: &Observed<'_>,
         explanation: &Explanation,
         generation: u64,
+        valid_for: Option<Duration>,
     ) {
         let (Some(fast), Some(process), Some(port)) = (&self.fast, kernel, seen.remote_port) else {
             return;
@@ -576,7 +588,16 @@ impl VerdictLoop {
             return;
         };
         let remote = SocketAddr::new(seen.remote, port);
-        if let Err(e) = fast.remember(process, slot, seen.protocol, remote, verdict, generation) {
+        let remembered = fast.remember(&FastDecision {
+            process,
+            app: slot,
+            protocol: seen.protocol,
+            remote,
+            verdict,
+            generation,
+            valid_for,
+        });
+        if let Err(e) = remembered {
             tracing::debug!(error = %e, "cannot cache a decision in the kernel");
         }
     }
@@ -796,6 +817,10 @@ impl VerdictLoop {
             .held
             .iter()
             .filter_map(|(id, h)| {
+                let domain = self
+                    .shared
+                    .domains
+                    .lookup(&h.key.app, h.key.remote, Instant::now());
                 let seen = Observed {
                     direction: h.key.direction,
                     protocol: h.key.protocol,
@@ -803,6 +828,7 @@ impl VerdictLoop {
                     remote_port: h.remote_port,
                     local_port: h.local_port,
                     app: &h.key.app,
+                    domain: domain.as_ref().map(|(d, _)| &**d),
                 };
                 let (e, _) = decide_observed(&snapshot, &seen, true);
                 (e.verdict != Verdict::Ask).then_some((*id, e.verdict))
@@ -909,6 +935,7 @@ impl VerdictLoop {
                 self.requested.remove(&app);
             }
         }
+        let domain = shared.domains.lookup(&app, remote, Instant::now());
         let seen = Observed {
             direction,
             protocol: packet.protocol,
@@ -916,6 +943,7 @@ impl VerdictLoop {
             remote_port,
             local_port,
             app: &app,
+            domain: domain.as_ref().map(|(d, _)| &**d),
         };
         let (explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
         tracing::trace!(verdict = ?explanation.verdict, "connection decided");
@@ -924,7 +952,9 @@ impl VerdictLoop {
             && direction == Direction::Outbound
             && (packet.protocol != Protocol::Tcp || packet.tcp_syn)
         {
-            self.cache_in_kernel(kernel, &app, &seen, &explanation, generation);
+            // A decision that used the app's lookup counts only as long as the lookup does.
+            let valid_for = domain.as_ref().map(|(_, left)| *left);
+            self.cache_in_kernel(kernel, &app, &seen, &explanation, generation, valid_for);
         }
         let connection_id = shared.log.next_id();
         let held = if explanation.verdict == Verdict::Ask {
@@ -960,7 +990,7 @@ impl VerdictLoop {
                 remote,
                 remote_port,
                 local_port,
-                domain: None,
+                domain: domain.as_ref().map(|(d, _)| d.to_string()),
                 scope,
                 created_unix_ms: now,
                 expires_unix_ms: now.saturating_add(timeout * 1000),
@@ -1007,7 +1037,7 @@ impl VerdictLoop {
             local_port,
             remote,
             remote_port,
-            domain: None,
+            domain: domain.map(|(d, _)| d.to_string()),
             scope,
             explanation,
             decided_in_kernel: false,

@@ -124,6 +124,98 @@ impl AppSlots {
     }
 }
 
+/// Which names each app looked addresses up by through the helper's resolver: (app, address)
+/// → name, for as long as the answer's TTL says plus a grace period (apps keep using an
+/// answer a little longer than its TTL, and live connections outlast it). Per app, never
+/// global: one app's lookups never lend another app a name. At most [`DomainMap::MAX`]
+/// entries; expired ones go first when it is full, then the oldest.
+#[derive(Debug, Default)]
+pub struct DomainMap {
+    inner: Mutex<DomainTable>,
+}
+
+#[derive(Debug, Default)]
+struct DomainTable {
+    by_app: HashMap<Arc<str>, HashMap<std::net::IpAddr, DomainEntry>>,
+    len: usize,
+}
+
+#[derive(Debug, Clone)]
+struct DomainEntry {
+    name: Arc<str>,
+    until: std::time::Instant,
+}
+
+impl DomainTable {
+    fn retain(&mut self, keep: impl Fn(&DomainEntry) -> bool) {
+        for addrs in self.by_app.values_mut() {
+            addrs.retain(|_, e| keep(e));
+        }
+        self.by_app.retain(|_, addrs| !addrs.is_empty());
+        self.len = self.by_app.values().map(HashMap::len).sum();
+    }
+}
+
+impl DomainMap {
+    /// Most entries kept.
+    pub const MAX: usize = 65_536;
+    /// How long an answer counts after its TTL.
+    pub const GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// Records that `app` looked `addr` up by `name`, with the answer's `ttl`.
+    pub fn record(
+        &self,
+        app: &str,
+        addr: std::net::IpAddr,
+        name: &str,
+        ttl: std::time::Duration,
+        now: std::time::Instant,
+    ) {
+        let until = now + ttl + Self::GRACE;
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if t.len >= Self::MAX {
+            t.retain(|e| e.until > now);
+            if t.len >= Self::MAX {
+                let mut ends: Vec<std::time::Instant> = t
+                    .by_app
+                    .values()
+                    .flat_map(|a| a.values().map(|e| e.until))
+                    .collect();
+                ends.sort_unstable();
+                let cutoff = ends.get(Self::MAX / 8).copied();
+                t.retain(|e| cutoff.is_none_or(|c| e.until > c));
+            }
+        }
+        let entry = DomainEntry {
+            name: Arc::from(name),
+            until,
+        };
+        let added = match t.by_app.get_mut(app) {
+            Some(addrs) => addrs.insert(addr, entry).is_none(),
+            None => {
+                t.by_app
+                    .insert(Arc::from(app), HashMap::from([(addr, entry)]));
+                true
+            }
+        };
+        if added {
+            t.len += 1;
+        }
+    }
+
+    /// The name `app` looked `addr` up by, if that still counts, and how long it will.
+    pub fn lookup(
+        &self,
+        app: &str,
+        addr: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Option<(Arc<str>, std::time::Duration)> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = t.by_app.get(app)?.get(&addr)?;
+        (e.until > now).then(|| (Arc::clone(&e.name), e.until - now))
+    }
+}
+
 /// A connection as conntrack names it: its protocol and original direction (`src` sent the
 /// packet that created the entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -354,6 +446,41 @@ mod tests {
         assert_eq!(flows.len(), 1);
         flows.remove(&key(65_000, 443));
         assert_eq!(flows.len(), 0);
+    }
+
+    #[test]
+    fn domains_are_per_app_and_expire_after_ttl_and_grace() {
+        let map = DomainMap::default();
+        let now = std::time::Instant::now();
+        let ip: std::net::IpAddr = [192, 0, 2, 1].into();
+        map.record(
+            "/bin/a",
+            ip,
+            "shop.test",
+            std::time::Duration::from_secs(60),
+            now,
+        );
+        let (name, left) = map.lookup("/bin/a", ip, now).unwrap();
+        assert_eq!(&*name, "shop.test");
+        assert_eq!(left, std::time::Duration::from_secs(60) + DomainMap::GRACE);
+        assert_eq!(
+            map.lookup("/bin/b", ip, now),
+            None,
+            "never lent to another app"
+        );
+        let later = now + std::time::Duration::from_secs(60) + DomainMap::GRACE;
+        assert_eq!(map.lookup("/bin/a", ip, later), None, "expired");
+        // Bounded: a flood of entries keeps at most MAX.
+        for i in 0..(DomainMap::MAX as u32 + 10) {
+            map.record(
+                "/bin/a",
+                std::net::Ipv4Addr::from(i).into(),
+                "x.test",
+                std::time::Duration::ZERO,
+                now,
+            );
+        }
+        assert!(map.inner.lock().unwrap().len <= DomainMap::MAX);
     }
 
     #[test]

@@ -97,6 +97,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     )?));
 
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
+    let domains = Arc::new(crate::live::DomainMap::default());
     let enforcer: SharedEnforcer = Arc::new(Mutex::new(None));
     if resolved.intercept.enabled {
         let (policy, log, prompts, replies) = {
@@ -131,6 +132,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             prompts,
             events: events.clone(),
             new_apps,
+            domains: domains.clone(),
         };
         let started = tokio::task::spawn_blocking(move || {
             Enforcer::start(config, ebpf_cgroup, fast_path, shared, replies)
@@ -149,13 +151,13 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     // The resolver: a failure to start it is logged, never a reason to stop enforcing.
     let dns = if resolved.dns.enabled {
         let policy = lock(&service).policy();
+        // Only the mark bits matter to the resolver's socket hook.
         let firewall = resolved.intercept.enabled.then_some(InterceptConfig {
             queue_num: resolved.intercept.queue_num,
             mark_mask: resolved.intercept.mark_mask,
-            fail_open: true,
-            exclude_cgroup: None,
+            ..InterceptConfig::default()
         });
-        match crate::dns::Dns::start(&resolved.dns, policy, firewall).await {
+        match crate::dns::Dns::start(&resolved.dns, policy, domains.clone(), firewall).await {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "the DNS resolver is off");

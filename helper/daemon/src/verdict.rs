@@ -29,6 +29,9 @@ pub struct Observed<'a> {
     pub local_port: Option<u16>,
     /// The app's profile key.
     pub app: &'a str,
+    /// The name this app looked `remote` up by through the helper's resolver, if it did
+    /// (then `remote` is not P2P).
+    pub domain: Option<&'a str>,
 }
 
 /// Decides `seen` with `snapshot`, and gives its scope. `can_ask` says whether someone could
@@ -45,8 +48,8 @@ pub fn decide_observed(
         remote: seen.remote,
         remote_port: seen.remote_port,
         local_port: seen.local_port,
-        domain: None,
-        looked_up: false,
+        domain: seen.domain,
+        looked_up: seen.domain.is_some(),
         country: None,
         asn: None,
     };
@@ -117,6 +120,7 @@ mod tests {
             remote_port: Some(port),
             local_port: Some(40000),
             app,
+            domain: None,
         }
     }
 

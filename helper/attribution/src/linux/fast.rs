@@ -16,7 +16,7 @@ use aya::maps::{Array, HashMap, MapData, MapError, RingBuf};
 use super::ebpf::{
     MAP_FAST_APPS, MAP_FAST_CONFIG, MAP_FAST_EVENTS, MAP_FAST_VERDICTS, Owner, ProcKey,
 };
-use crate::{FastEvent, FastMarks, FastVerdict, KernelProcess, Protocol};
+use crate::{FastDecision, FastEvent, FastMarks, FastVerdict, KernelProcess, Protocol};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -60,6 +60,7 @@ struct VerdictKey {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct VerdictVal {
     generation: u64,
+    expires_ns: u64,
     verdict: u32,
     pad: u32,
 }
@@ -84,7 +85,7 @@ struct EventRaw {
 const _: () = assert!(size_of::<FastConfig>() == 24);
 const _: () = assert!(size_of::<FastApp>() == 8);
 const _: () = assert!(size_of::<VerdictKey>() == 24);
-const _: () = assert!(size_of::<VerdictVal>() == 16);
+const _: () = assert!(size_of::<VerdictVal>() == 24);
 const _: () = assert!(size_of::<EventRaw>() == 72);
 
 // SAFETY: plain `#[repr(C)]` integers and byte arrays without implicit padding (sizes asserted
@@ -210,20 +211,28 @@ impl FastPath {
         Ok(())
     }
 
-    pub(crate) fn remember(
-        &self,
-        process: KernelProcess,
-        app: u32,
-        protocol: Protocol,
-        remote: SocketAddr,
-        verdict: FastVerdict,
-        generation: u64,
-    ) -> std::io::Result<()> {
+    pub(crate) fn remember(&self, d: &FastDecision) -> std::io::Result<()> {
+        let FastDecision {
+            process,
+            app,
+            protocol,
+            remote,
+            verdict,
+            generation,
+            valid_for,
+        } = *d;
         let Some(key) = verdict_key(app, protocol, remote, verdict) else {
             return Ok(());
         };
+        let expires_ns = match valid_for {
+            None => 0,
+            Some(d) => monotonic_ns()?
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .max(1),
+        };
         let value = VerdictVal {
             generation,
+            expires_ns,
             verdict: match verdict {
                 FastVerdict::Allow => FAST_ALLOW,
                 FastVerdict::Block => FAST_BLOCK,
@@ -251,6 +260,21 @@ impl FastPath {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
     }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock of the kernel's `bpf_ktime_get_ns`.
+fn monotonic_ns() -> std::io::Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which lives for the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 /// The cache key of a verdict, or `None` for what the kernel never repeats.
