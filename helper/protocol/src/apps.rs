@@ -7,6 +7,7 @@ pub type AppRef = String;
 
 /// What kind of profile this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum AppKind {
     /// A program, matched by its executable path.
@@ -19,6 +20,7 @@ pub enum AppKind {
 
 /// One app's profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AppInfo {
     /// The app key: executable path, or `system:kernel` / `system:dns` for special profiles.
     pub key: String,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// This machine opened it (the default when a rule does not say `Inbound`).
@@ -19,6 +20,7 @@ pub enum Direction {
 
 /// A transport protocol, as named in port specs and in connection facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// TCP.
@@ -48,6 +50,7 @@ impl fmt::Display for Protocol {
 
 /// A connection to decide without it happening, for `explain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConnectionQuery {
     /// Who opens it.
     pub direction: Direction,
@@ -68,6 +71,7 @@ pub struct ConnectionQuery {
 
 /// A connection the helper decided, as `connections` and the monitor show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConnectionInfo {
     /// Unique while the helper runs.
     pub id: u64,

@@ -9,6 +9,7 @@ use crate::settings::{SettingKey, SettingSource, SettingValue};
 
 /// What happens to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Let it through.
@@ -34,6 +35,7 @@ impl fmt::Display for Verdict {
 
 /// Names a profile in an explanation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", content = "app", rename_all = "snake_case")]
 pub enum ProfileLabel {
     /// The global profile.
@@ -56,6 +58,7 @@ impl fmt::Display for ProfileLabel {
 
 /// The rule or setting that decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecidedBy {
     /// An endpoint rule matched (first match wins).
@@ -80,6 +83,7 @@ pub enum DecidedBy {
 
 /// A verdict and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Explanation {
     /// The verdict.
     pub verdict: Verdict,

@@ -16,6 +16,7 @@ use crate::status::Status;
 
 /// A frame from a client to the helper.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// The client's greeting, sent once, after the server's.
@@ -36,6 +37,7 @@ pub enum ClientFrame {
 
 /// A frame from the helper to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The helper's greeting, sent first once the peer is accepted.
@@ -63,6 +65,7 @@ pub enum ServerFrame {
 
 /// A response's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// It worked.
@@ -73,6 +76,7 @@ pub enum Reply {
 
 /// Everything a client can ask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 pub enum Request {
     /// Version, uptime, enforcement state. Answer: `Response::Status`.
@@ -193,6 +197,7 @@ impl Request {
 
 /// Answers to requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Response {
     /// For `Status`.
@@ -228,6 +233,7 @@ pub enum Response {
 
 /// Something that happened in the helper, sent to subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A setting changed.
@@ -276,6 +282,7 @@ pub enum Event {
 
 /// Why something failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The peer is not allowed to talk to the helper.
@@ -299,6 +306,7 @@ pub enum ErrorCode {
 
 /// An error: a code for programs and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ErrorFrame {
     /// For programs.
     pub code: ErrorCode,

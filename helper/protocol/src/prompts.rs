@@ -12,6 +12,7 @@ use crate::settings::Scope;
 
 /// A connection waiting for the user's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PromptInfo {
     /// Unique while the helper runs; used to answer.
     pub id: u64,
@@ -51,6 +52,7 @@ pub struct PromptInfo {
 
 /// What an answer allows or blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum PromptTarget {
     /// The domain (needs one): rule `± example.com`.
@@ -67,6 +69,7 @@ pub enum PromptTarget {
 
 /// How long an answer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PromptDuration {
     /// Only the waiting connection; no rule.
@@ -86,6 +89,7 @@ pub enum PromptDuration {
 
 /// The user's answer to a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PromptAnswer {
     /// `true` allows, `false` blocks.
     pub allow: bool,
@@ -97,6 +101,7 @@ pub struct PromptAnswer {
 
 /// How a prompt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PromptOutcome {
     /// Someone answered it.
@@ -130,6 +135,7 @@ impl fmt::Display for PromptTarget {
 
 /// What `AnswerPrompt` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Answered {
     /// The prompt's id.
     pub id: u64,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whose rule list a rule belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", content = "app", rename_all = "snake_case")]
 pub enum RuleOwner {
     /// The global list, checked after the app's own rules.
@@ -15,6 +16,7 @@ pub enum RuleOwner {
 
 /// How long a rule lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleLifetime {
     /// Until removed.
@@ -39,6 +41,7 @@ pub enum RuleLifetime {
 
 /// A stored rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RuleInfo {
     /// Stable id, used by `remove` and `move`.
     pub id: i64,

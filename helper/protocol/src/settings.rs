@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happens to a connection that no rule or setting decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Let it through.
@@ -40,6 +41,7 @@ impl fmt::Display for Action {
 
 /// Network scopes, as used by `block_scopes` and by scope keywords in rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// The machine itself: 127.0.0.0/8 and ::1.
@@ -91,6 +93,7 @@ impl fmt::Display for Scope {
 
 /// A setting's name. The string form (`default_action`, …) is what the CLI and the database use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SettingKey {
     /// `allow`, `block` or `ask`: the verdict when no rule matched.
@@ -194,6 +197,7 @@ impl FromStr for SettingKey {
 
 /// A setting's value. Each key takes exactly one variant; `SettingValue::parse` enforces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum SettingValue {
     /// For `default_action` and `prompt_fallback`.
@@ -296,6 +300,7 @@ impl fmt::Display for SettingValue {
 
 /// Where a resolved setting came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SettingSource {
     /// Set on the app's own profile.
@@ -318,6 +323,7 @@ impl fmt::Display for SettingSource {
 
 /// One resolved setting and where its value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SettingEntry {
     /// The key.
     pub key: SettingKey,
@@ -329,6 +335,7 @@ pub struct SettingEntry {
 
 /// The settings in force for the global profile or for one app, key by key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SettingsView {
     /// The app these settings are for; `None` for the global settings.
     pub app: Option<String>,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whether the helper is deciding connections right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum EnforcementState {
     /// Every new connection is decided.
@@ -22,6 +23,7 @@ pub enum EnforcementState {
 
 /// What `status` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Status {
     /// The helper's release version.
     pub version: String,

@@ -1,0 +1,221 @@
+// Presentation helpers: how times, destinations, verdicts, settings and rules read to people.
+// Pure functions, no state; the helper stays the only place that decides anything.
+
+import type {
+  Action,
+  ConnectionInfo,
+  DecidedBy,
+  PromptInfo,
+  RuleLifetime,
+  Scope,
+  SettingKey,
+  SettingSource,
+  SettingValue,
+  Verdict,
+} from "./protocol";
+
+export function relativeTime(unixMs: number, now: number): string {
+  if (unixMs <= 0) return "never";
+  const s = Math.round((now - unixMs) / 1000);
+  if (s < 5) return "just now";
+  if (s < 60) return `${s} s ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.round(m / 60);
+  if (h < 24) return `${h} h ago`;
+  const d = Math.round(h / 24);
+  return `${d} d ago`;
+}
+
+export function clockTime(unixMs: number): string {
+  const d = new Date(unixMs);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
+/** `10.0.0.1:443`, `[fd00::1]:443`, or the bare address when there is no port. */
+export function endpoint(ip: string, port: number | null): string {
+  if (port === null) return ip;
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** The remote end as people know it: the domain when known, else the address. */
+export function destination(c: Pick<ConnectionInfo, "remote" | "remote_port" | "domain" | "direction" | "local_port">): string {
+  const port = c.direction === "inbound" ? c.local_port : c.remote_port;
+  const host = c.domain ?? c.remote;
+  return endpoint(host, port);
+}
+
+export const verdictLabel: Record<Verdict, string> = {
+  allow: "Allowed",
+  block: "Blocked",
+  drop: "Dropped",
+  ask: "Asked",
+};
+
+export const actionLabel: Record<Action, string> = { allow: "Allow", block: "Block", ask: "Ask" };
+
+export const scopeLabel: Record<Scope, string> = {
+  localhost: "This computer",
+  lan: "Local network",
+  internet: "Internet",
+  p2p: "Peer-to-peer",
+  inbound: "Incoming",
+};
+
+export const scopeKeyword: Record<Scope, string> = {
+  localhost: "Localhost",
+  lan: "LAN",
+  internet: "Internet",
+  p2p: "P2P",
+  inbound: "Inbound",
+};
+
+export const ALL_SCOPES: Scope[] = ["localhost", "lan", "internet", "p2p", "inbound"];
+
+export const settingLabel: Record<SettingKey, string> = {
+  default_action: "Default action",
+  block_inbound: "Block incoming connections",
+  block_scopes: "Blocked scopes",
+  prompt_timeout_secs: "Prompt timeout",
+  prompt_fallback: "When nobody answers",
+  fail_open: "While the helper is not running",
+};
+
+export const sourceLabel: Record<SettingSource, string> = {
+  app: "set for this app",
+  global: "from global settings",
+  default: "built-in default",
+};
+
+export function valueText(v: SettingValue): string {
+  switch (v.type) {
+    case "action":
+      return actionLabel[v.value];
+    case "bool":
+      return v.value ? "On" : "Off";
+    case "scopes":
+      return v.value.length === 0 ? "None" : v.value.map((s) => scopeLabel[s]).join(", ");
+    case "seconds":
+      return `${v.value} s`;
+  }
+}
+
+/** Why, in a few words, for a table cell: the rule text or the setting that decided. */
+export function decidedByShort(d: DecidedBy): string {
+  if (d.kind === "rule") return `rule ${d.text}`;
+  return `${settingLabel[d.key].toLowerCase()} (${sourceLabel[d.source]})`;
+}
+
+export function lifetimeText(l: RuleLifetime, now: number): string | null {
+  switch (l.kind) {
+    case "forever":
+      return null;
+    case "until": {
+      const mins = Math.max(0, Math.ceil((l.unix_ms - now) / 60000));
+      return mins <= 1 ? "ends in a minute" : `ends in ${mins} min`;
+    }
+    case "until_restart":
+      return "until restart";
+    case "until_exit":
+      return `until process ${l.pid} quits`;
+  }
+}
+
+/** The rule that allows or blocks exactly this destination for its app (address, protocol and
+ * port), as the Monitor's row actions add it. */
+export function ruleFor(c: Pick<ConnectionInfo, "remote" | "remote_port" | "local_port" | "protocol" | "direction">, allow: boolean): string {
+  const sign = allow ? "+" : "-";
+  const inbound = c.direction === "inbound" ? " Inbound" : "";
+  const port = c.direction === "inbound" ? c.local_port : c.remote_port;
+  const spec = c.protocol === "icmp" || port === null ? c.protocol : `${c.protocol}/${port}`;
+  return `${sign}${inbound} ${c.remote} ${spec}`;
+}
+
+/** What a rule's text matches, in words; `null` when it does not look like a rule (the helper
+ * has the final say and names the bad token). */
+export function describeRule(text: string): string | null {
+  const words = text.trim().split(/\s+/).filter(Boolean);
+  const sign = words.shift();
+  if (sign !== "+" && sign !== "-") return null;
+  const verb = sign === "+" ? "Allows" : "Blocks";
+  let inbound = false;
+  if (words[0]?.toLowerCase() === "inbound") {
+    inbound = true;
+    words.shift();
+  }
+  let entity = "any address";
+  let ports = "";
+  for (const w of words) {
+    const port = /^(tcp|udp|icmp|\*)(?:\/(\d+(?:-\d+)?))?$/i.exec(w);
+    if (port) {
+      const proto = port[1] === "*" ? "any protocol" : port[1].toUpperCase();
+      ports = port[2] ? ` on ${proto} port ${port[2]}` : ` over ${proto}`;
+      continue;
+    }
+    entity = describeEntity(w);
+  }
+  const dir = inbound ? "connections from" : "connections to";
+  return `${verb} ${dir} ${entity}${ports}`;
+}
+
+function describeEntity(w: string): string {
+  if (w === "*") return "any address";
+  const scope = ALL_SCOPES.find((s) => scopeKeyword[s].toLowerCase() === w.toLowerCase());
+  if (scope) return `the ${scopeLabel[scope].toLowerCase()} scope`;
+  if (/^AS\d+$/i.test(w)) return `network ${w.toUpperCase()}`;
+  if (/^[A-Z]{2}$/.test(w)) return `country ${w}`;
+  if (w.startsWith("*.")) return `subdomains of ${w.slice(2)}`;
+  if (w.startsWith(".")) return `${w.slice(1)} and its subdomains`;
+  if (w.includes("/")) return `addresses in ${w}`;
+  return w;
+}
+
+/** Initials and a stable hue for an app's avatar. */
+export function avatar(name: string): { letters: string; hue: number } {
+  const clean = name.replace(/^system:/, "").replace(/[^A-Za-z0-9]/g, " ").trim();
+  const letters = (clean.slice(0, 2) || "?").toUpperCase();
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) % 360;
+  return { letters, hue: h };
+}
+
+/** The app's name for people from its key (file name of the executable). */
+export function appName(key: string): string {
+  if (key === "system:kernel") return "System (kernel)";
+  if (key === "system:dns") return "System DNS";
+  const i = key.lastIndexOf("/");
+  return i >= 0 ? key.slice(i + 1) : key;
+}
+
+export function promptDestination(p: PromptInfo): string {
+  return destination({ ...p, direction: p.direction });
+}
+
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+}
+
+export const settingHelp: Record<SettingKey, string> = {
+  default_action: "What happens to a connection that no rule decides.",
+  block_inbound: "Connections other machines open to this one (this computer itself is exempt).",
+  block_scopes: "Whole kinds of destinations to refuse.",
+  prompt_timeout_secs: "How long a question waits for your answer.",
+  prompt_fallback: "The answer when a question times out.",
+  fail_open: "If the helper stops or crashes: keep the network working, or cut it.",
+};
+
+/** Connections and blocks per app, from the recent connections. */
+export function countsByApp(conns: ConnectionInfo[]): Map<string, { total: number; blocked: number }> {
+  const m = new Map<string, { total: number; blocked: number }>();
+  for (const c of conns) {
+    let e = m.get(c.app);
+    if (!e) {
+      e = { total: 0, blocked: 0 };
+      m.set(c.app, e);
+    }
+    e.total++;
+    if (c.explanation.verdict === "block" || c.explanation.verdict === "drop") e.blocked++;
+  }
+  return m;
+}

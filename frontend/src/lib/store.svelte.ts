@@ -1,0 +1,202 @@
+// What the UI knows of the helper, kept current from events: status, apps, recent
+// connections (at most 10,000), waiting prompts and global settings. Views read it and call
+// its actions; every change goes to the helper through the transport and comes back as an
+// event, so the helper stays the only source of truth.
+
+import type {
+  AppInfo,
+  ConnectionInfo,
+  Event,
+  PromptAnswer,
+  PromptInfo,
+  RuleLifetime,
+  RuleOwner,
+  SettingKey,
+  SettingsView,
+  SettingValue,
+  Status,
+} from "./protocol";
+import { call, type LinkState, type Transport } from "./transport/transport";
+
+export const MAX_CONNECTIONS = 10_000;
+/** Connection events are applied in batches: one re-render per batch, not per packet. */
+const FLUSH_MS = 150;
+
+export class Store {
+  status = $state<Status | null>(null);
+  link = $state<LinkState>({ state: "connecting" });
+  apps = $state<AppInfo[]>([]);
+  /** Oldest first, as the helper keeps them. Replaced, never mutated (for cheap updates). */
+  connections = $state.raw<ConnectionInfo[]>([]);
+  prompts = $state<PromptInfo[]>([]);
+  global = $state<SettingsView | null>(null);
+  /** Bumped whenever a rule list or setting changes, so open panels reload. */
+  revision = $state(0);
+  now = $state(Date.now());
+  /** The last failure of a background load, for the banner. */
+  loadError = $state<string | null>(null);
+
+  #pending: ConnectionInfo[] = [];
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  #stop: (() => void) | null = null;
+  #clock: ReturnType<typeof setInterval> | null = null;
+
+  constructor(readonly transport: Transport) {}
+
+  /** Subscribes and loads everything; call once. */
+  start(): void {
+    this.#stop = this.transport.subscribe({
+      event: (e) => this.handle(e),
+      link: (s) => {
+        const wasUp = this.link.state === "connected";
+        this.link = s;
+        if (s.state === "connected" && !wasUp) void this.reload();
+      },
+    });
+    this.#clock = setInterval(() => (this.now = Date.now()), 1000);
+    void this.reload();
+  }
+
+  stop(): void {
+    this.#stop?.();
+    if (this.#clock) clearInterval(this.#clock);
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+  }
+
+  async reload(): Promise<void> {
+    try {
+      const [status, apps, connections, prompts, global] = await Promise.all([
+        call(this.transport, { method: "status" }, "status"),
+        call(this.transport, { method: "list_apps" }, "apps"),
+        call(this.transport, { method: "list_connections" }, "connections"),
+        call(this.transport, { method: "list_prompts" }, "prompts"),
+        call(this.transport, { method: "get_settings", params: { app: null } }, "settings"),
+      ]);
+      this.status = status;
+      this.apps = apps;
+      this.#pending = [];
+      this.connections = connections.slice(-MAX_CONNECTIONS);
+      this.prompts = prompts;
+      this.global = global;
+      this.loadError = null;
+      this.revision++;
+    } catch (e) {
+      this.loadError = e instanceof Error ? e.message : String(e);
+    }
+  }
+
+  handle(e: Event): void {
+    switch (e.event) {
+      case "connection":
+        this.#pending.push(e.connection);
+        this.#scheduleFlush();
+        break;
+      case "app_added":
+        if (!this.apps.some((a) => a.key === e.app.key)) this.apps.push(e.app);
+        break;
+      case "prompt_added":
+        if (!this.prompts.some((p) => p.id === e.prompt.id)) this.prompts.push(e.prompt);
+        break;
+      case "prompt_closed":
+        this.prompts = this.prompts.filter((p) => p.id !== e.id);
+        break;
+      case "setting_changed":
+        if (e.app === null) void this.#reloadGlobal();
+        else void this.#reloadApps();
+        this.revision++;
+        break;
+      case "rules_changed":
+        void this.#reloadApps();
+        void this.#reloadStatus();
+        this.revision++;
+        break;
+      case "lagged":
+        void this.reload();
+        break;
+      case "unknown":
+        break;
+    }
+  }
+
+  /** Applies queued connection events now (tests call it; otherwise a timer does). */
+  flush(): void {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    if (this.#pending.length === 0) return;
+    const next = this.connections.concat(this.#pending);
+    this.#pending = [];
+    this.connections = next.length > MAX_CONNECTIONS ? next.slice(-MAX_CONNECTIONS) : next;
+    const seen = new Map<string, number>();
+    for (const c of this.connections) seen.set(c.app, Math.max(seen.get(c.app) ?? 0, c.unix_ms));
+    for (const a of this.apps) {
+      const t = seen.get(a.key);
+      if (t !== undefined && t > a.last_seen_unix_ms) a.last_seen_unix_ms = t;
+    }
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushTimer === null) this.#flushTimer = setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  async #reloadApps(): Promise<void> {
+    try {
+      this.apps = await call(this.transport, { method: "list_apps" }, "apps");
+    } catch {
+      /* the next event or reload catches up */
+    }
+  }
+
+  async #reloadStatus(): Promise<void> {
+    try {
+      this.status = await call(this.transport, { method: "status" }, "status");
+    } catch {
+      /* as above */
+    }
+  }
+
+  async #reloadGlobal(): Promise<void> {
+    try {
+      this.global = await call(this.transport, { method: "get_settings", params: { app: null } }, "settings");
+    } catch {
+      /* as above */
+    }
+  }
+
+  // Actions: each resolves when the helper accepted, or rejects with its error.
+
+  async setSetting(app: string | null, key: SettingKey, value: SettingValue | null): Promise<SettingsView> {
+    const view = await call(this.transport, { method: "set_setting", params: { app, key, value } }, "settings");
+    if (app === null) this.global = view;
+    return view;
+  }
+
+  showApp(app: string) {
+    return call(this.transport, { method: "show_app", params: { app } }, "app");
+  }
+
+  listRules(owner: RuleOwner) {
+    return call(this.transport, { method: "list_rules", params: { owner } }, "rules");
+  }
+
+  addRule(owner: RuleOwner, text: string, position: number | null = null, lifetime: RuleLifetime = { kind: "forever" }) {
+    return call(this.transport, { method: "add_rule", params: { owner, text, position, lifetime } }, "rule");
+  }
+
+  removeRule(id: number) {
+    return call(this.transport, { method: "remove_rule", params: { id } }, "rule");
+  }
+
+  moveRule(id: number, position: number) {
+    return call(this.transport, { method: "move_rule", params: { id, position } }, "rules");
+  }
+
+  async answerPrompt(id: number, answer: PromptAnswer) {
+    const answered = await call(this.transport, { method: "answer_prompt", params: { id, answer } }, "answered");
+    this.prompts = this.prompts.filter((p) => p.id !== id);
+    return answered;
+  }
+
+  appByKey(key: string): AppInfo | undefined {
+    return this.apps.find((a) => a.key === key);
+  }
+}

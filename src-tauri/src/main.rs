@@ -1,0 +1,65 @@
+//! `portcullis`, the desktop app of Portcullis, unprivileged, in the user's session. Today it
+//! runs in browser mode (`--serve`): the frontend on 127.0.0.1, bridged to the helper by
+//! `portcullis-web`. The Tauri window, tray and prompt window join this binary later, next to
+//! `serve`, sharing the frontend and the `ipc` client; browser mode stays as it is.
+//! It depends only on `protocol`/`ipc` (through `portcullis-web`) and decides nothing itself.
+
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Default socket of the helper.
+const DEFAULT_SOCKET: &str = "/run/portcullis/helper.sock";
+
+/// Portcullis, the per-application firewall: see and decide what every app connects to.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    /// Serve the app in your browser on 127.0.0.1 and print the link to open (browser mode).
+    #[arg(long)]
+    serve: bool,
+    /// The helper's socket.
+    #[arg(long, value_name = "PATH", env = "PORTCULLIS_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// The built frontend (default: the installed one, else the source tree's frontend/dist).
+    #[arg(long, value_name = "DIR", env = "PORTCULLIS_WEB_ROOT")]
+    web_root: Option<PathBuf>,
+    /// The port for browser mode (default: a free one chosen at random).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    port: u16,
+    /// Do not answer prompts from the browser (connections that ask fall back at once unless
+    /// another client answers).
+    #[arg(long)]
+    no_prompts: bool,
+    /// Trust a socket not owned by root (tests and development only).
+    #[arg(long, hide = true)]
+    insecure_any_socket_owner: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if !cli.serve {
+        eprintln!(
+            "portcullis: the desktop window is not built yet; run `portcullis --serve` to use \
+             Portcullis in your browser"
+        );
+        return ExitCode::from(2);
+    }
+    match serve::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
