@@ -125,6 +125,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             mark_mask: resolved.intercept.mark_mask,
             fail_open: fail_open_setting(&policy),
             exclude_cgroup: None,
+            dns_redirect: None,
         };
         let shared = enforce::Shared {
             policy,

@@ -28,6 +28,15 @@ pub enum InterceptError {
         path: String,
     },
 
+    /// The DNS redirect's resolver address cannot be a DNAT target.
+    #[error("DNS redirect target {addr} is not usable: {reason}")]
+    BadDnsRedirect {
+        /// The configured address and port.
+        addr: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// The excluded cgroup does not exist; the kernel refuses a rule naming it.
     #[error("excluded cgroup {path} does not exist (looked in {mount}); create it first")]
     CgroupMissing {

@@ -18,6 +18,9 @@
 //!    [`forget_connections`] deletes the conntrack entries of allowed connections so that their
 //!    next packet is decided again.
 //!
+//! With [`InterceptConfig::dns_redirect`], the rules also send DNS that apps address to other
+//! servers to the helper's resolver ([`DnsRedirect`]).
+//!
 //! Every function acts on the network namespace of the calling thread. Other platforms compile
 //! to the same API and return [`InterceptError::Unsupported`].
 
@@ -40,7 +43,7 @@ mod unsupported;
 #[cfg(not(target_os = "linux"))]
 use unsupported as imp;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use portcullis_protocol::{Direction, Verdict};
@@ -72,6 +75,41 @@ pub struct InterceptConfig {
     /// queued: the helper's own, which must not wait behind itself. It must exist before the
     /// rules are installed.
     pub exclude_cgroup: Option<String>,
+    /// Where DNS that apps send elsewhere on port 53 is redirected: the helper's resolver.
+    /// `None` (default): DNS is not redirected. See [`DnsRedirect`].
+    pub dns_redirect: Option<DnsRedirect>,
+}
+
+/// The helper's resolver, where the firewall sends DNS that apps address to any other server
+/// on port 53 (UDP and TCP), the stub of systemd-resolved (127.0.0.53/54) included. The
+/// helper's own queries (our allow bits in their mark, or the excluded cgroup) and queries
+/// already addressed to the resolver go where they were sent.
+///
+/// The redirect is a DNAT in the `nat` table's `OUTPUT` chain: it covers what this machine's
+/// programs send, not traffic it forwards (containers and VMs behind it). It needs no sysctl:
+/// DNAT to a loopback address from `OUTPUT` works with `route_localnet` off; see [`rules`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DnsRedirect {
+    /// The resolver's IPv4 address and port (default `127.0.0.153:53`).
+    pub v4: SocketAddrV4,
+    /// The resolver's IPv6 address and port (e.g. `[::1]:53`). `None`: IPv6 DNS to port 53 is
+    /// refused instead (ICMPv6 port unreachable, TCP reset) in our filter chain, so stub
+    /// resolvers move on to an IPv4 server at once and nothing leaks past the resolver.
+    pub v6: Option<SocketAddrV6>,
+}
+
+/// The resolver's default address: a loopback address of its own, so it coexists with
+/// systemd-resolved (127.0.0.53/54) and a dnsmasq on 127.0.0.1.
+pub const DEFAULT_DNS_RESOLVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 153), 53);
+
+impl Default for DnsRedirect {
+    /// IPv4 to [`DEFAULT_DNS_RESOLVER`]; IPv6 refused.
+    fn default() -> Self {
+        DnsRedirect {
+            v4: DEFAULT_DNS_RESOLVER,
+            v6: None,
+        }
+    }
 }
 
 impl Default for InterceptConfig {
@@ -81,6 +119,7 @@ impl Default for InterceptConfig {
             mark_mask: DEFAULT_MARK_MASK,
             fail_open: true,
             exclude_cgroup: None,
+            dns_redirect: None,
         }
     }
 }
@@ -102,7 +141,8 @@ impl InterceptConfig {
 /// `portcullisd recover`.
 ///
 /// Removal restores the rule set exactly; a table that iptables created for our chains on an
-/// otherwise empty host stays, empty and with ACCEPT policies (iptables cannot delete tables).
+/// otherwise empty host (`filter`, and `nat` with the DNS redirect) stays, empty and with
+/// ACCEPT policies (iptables cannot delete tables).
 ///
 /// Keep one per network namespace: the rules are found by chain name, so installing again
 /// replaces them, and dropping either value removes them.
@@ -388,6 +428,12 @@ mod tests {
         assert_eq!(c.mark_mask, 0x9000_0000);
         assert!(c.fail_open);
         assert_eq!(c.exclude_cgroup, None);
+        assert_eq!(c.dns_redirect, None);
+        assert_eq!(
+            DnsRedirect::default().v4.to_string(),
+            "127.0.0.153:53",
+            "the dns crate's default listen address"
+        );
         assert_eq!(c.marks().unwrap().allow, 0x1000_0000);
         let bad = InterceptConfig { mark_mask: 1, ..c };
         assert!(matches!(

@@ -213,6 +213,7 @@ impl InstalledRules {
             %backend,
             queue = config.queue_num,
             fail_open = config.fail_open,
+            dns_redirect = config.dns_redirect.is_some(),
             "firewall rules installed"
         );
         Ok(installed)

@@ -1,6 +1,6 @@
 //! Real netfilter, inside lab network namespaces: the rule sets as iptables shows them, their
-//! undo (also after the installing process was SIGKILLed), and the queue end to end with real
-//! connections between the lab's two namespaces.
+//! undo (also after the installing process was SIGKILLed), the queue end to end with real
+//! connections between the lab's two namespaces, and the DNS redirect.
 //!
 //! Nothing here touches the machine's own network namespace: every rule and every queue lives
 //! in a namespace a lab created (and deletes, also on panic); `root_namespace_is_untouched`
@@ -13,5 +13,6 @@
 )]
 
 mod common;
+mod dns;
 mod queue;
 mod rules;
