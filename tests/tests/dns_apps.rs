@@ -174,3 +174,53 @@ fn a_connection_to_an_address_the_app_looked_up_carries_the_name_and_its_rules()
     assert_eq!(out.code(), Some(OK), "{out}");
     assert_eq!(connect(&other).code(), Some(OK));
 }
+
+#[test]
+fn queries_sent_to_another_resolver_are_answered_by_the_helper_for_the_asking_app() {
+    require_root!();
+    let lab = Lab::new("dns-astray");
+    let server = lab.server().ipv4();
+    let dnsmasq = start_dnsmasq(
+        lab.server(),
+        server.into(),
+        53,
+        "test",
+        &["shop.test,192.0.2.10"],
+        &[],
+    );
+    let config = format!(
+        "[dns]\nenabled = true\n[dns.resolver]\nlisten = [\"{RESOLVER}:53\"]\n\
+         upstreams = [\"plain://{server}\"]\n\
+         local_zones = [{{ zone = \"test\", servers = [\"plain://{server}\"] }}]\n"
+    );
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let (browser, tracker) = (lab.app("browser"), lab.app("tracker"));
+    helper.ctl_json([
+        "rules",
+        "add",
+        "--app",
+        tracker.to_str().unwrap(),
+        "-",
+        ".shop.test",
+    ]);
+    let direct = server.to_string();
+
+    // Both ask the server's own resolver directly; the firewall hands both queries to the
+    // helper, which knows who asked.
+    let out = lab
+        .client()
+        .run_app(&tracker, ["query", &direct, "shop.test"]);
+    assert_eq!(out.code(), Some(RESOLVE), "redirected and blocked: {out}");
+    assert!(out.stdout.contains("rcode=3"), "{out}");
+    let out = lab
+        .client()
+        .run_app(&browser, ["query", &direct, "shop.test"]);
+    assert_eq!(out.code(), Some(OK), "{out}");
+    assert!(out.stdout.contains("192.0.2.10"), "{out}");
+    // Only the helper's own (marked) query reached dnsmasq, once: the tracker's never left.
+    let asked = dnsmasq.stderr().matches("query[A] shop.test").count();
+    assert_eq!(asked, 1, "{}", dnsmasq.stderr());
+}

@@ -24,7 +24,7 @@ use portcullis_dns::{
     BlockStyle, DnsConfig, DnsServer, Outcome, QueryContext, QueryDecision, QueryPolicy,
     QuerySource, Resolve, Resolver,
 };
-use portcullis_intercept::InterceptConfig;
+use portcullis_intercept::{DnsRedirect, InterceptConfig};
 use portcullis_policy::{ProfileRules, decide_name};
 use portcullis_protocol::{Direction, ProfileLabel, Protocol, Verdict};
 use serde::Deserialize;
@@ -41,6 +41,9 @@ pub struct DnsSection {
     pub enabled: bool,
     /// How a name a rule blocks is answered: `nx_domain` (default), `zero_ip`, `refused`.
     pub block_style: BlockStyle,
+    /// Whether DNS this machine sends to any other resolver on port 53 (systemd-resolved's
+    /// stub included) is redirected to this one (default true; needs interception).
+    pub redirect: bool,
     /// The resolver: listen addresses, upstreams, trust, local zones, cache, rebinding
     /// (`[dns.resolver]`; see `portcullis_dns::DnsConfig`).
     pub resolver: DnsConfig,
@@ -51,9 +54,30 @@ impl Default for DnsSection {
         DnsSection {
             enabled: false,
             block_style: BlockStyle::NxDomain,
+            redirect: true,
             resolver: DnsConfig::default(),
         }
     }
+}
+
+/// Where the firewall sends astray queries: the resolver's first IPv4 and first IPv6 listen
+/// addresses; `None` without redirect or without an IPv4 address to send them to.
+pub fn redirect_target(section: &DnsSection) -> Option<DnsRedirect> {
+    if !section.redirect {
+        return None;
+    }
+    let v4 = section.resolver.listen.iter().find_map(|a| match a {
+        SocketAddr::V4(v4) => Some(*v4),
+        SocketAddr::V6(_) => None,
+    });
+    let v6 = section.resolver.listen.iter().find_map(|a| match a {
+        SocketAddr::V6(v6) => Some(*v6),
+        SocketAddr::V4(_) => None,
+    });
+    if v4.is_none() {
+        tracing::warn!("the resolver has no IPv4 address: astray DNS is not redirected");
+    }
+    Some(DnsRedirect { v4: v4?, v6 })
 }
 
 /// How long the asker of one query address is remembered (the resolver asks for the
@@ -106,11 +130,30 @@ impl AppQueryPolicy {
             local: source.peer,
             remote: source.local,
         };
-        let found = self
+        let mut attributor = self
             .attributor
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .attribute(&flow);
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut found = attributor.attribute(&flow);
+        if !matches!(found, Attribution::Process(_)) {
+            // A query the firewall redirected here: the app's socket names the server it
+            // meant, which conntrack still knows.
+            match portcullis_intercept::original_destination(
+                flow.protocol,
+                source.peer,
+                source.local,
+            ) {
+                Ok(Some(original)) if original != source.local => {
+                    found = attributor.attribute(&Flow {
+                        remote: original,
+                        ..flow
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "no original destination for a query"),
+            }
+        }
+        drop(attributor);
         let app = match found {
             Attribution::Process(p) => p.app.key(),
             _ => KERNEL_KEY.to_string(),

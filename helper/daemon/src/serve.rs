@@ -98,6 +98,26 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
 
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let domains = Arc::new(crate::live::DomainMap::default());
+    // The resolver first, so that queries redirected to it find it listening. A failure to
+    // start it is logged, never a reason not to enforce.
+    let dns = if resolved.dns.enabled {
+        let policy = lock(&service).policy();
+        // Only the mark bits matter to the resolver's socket hook.
+        let firewall = resolved.intercept.enabled.then_some(InterceptConfig {
+            queue_num: resolved.intercept.queue_num,
+            mark_mask: resolved.intercept.mark_mask,
+            ..InterceptConfig::default()
+        });
+        match crate::dns::Dns::start(&resolved.dns, policy, domains.clone(), firewall).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "the DNS resolver is off");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let enforcer: SharedEnforcer = Arc::new(Mutex::new(None));
     if resolved.intercept.enabled {
         let (policy, log, prompts, replies) = {
@@ -125,7 +145,9 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             mark_mask: resolved.intercept.mark_mask,
             fail_open: fail_open_setting(&policy),
             exclude_cgroup: None,
-            dns_redirect: None,
+            dns_redirect: dns
+                .as_ref()
+                .and_then(|_| crate::dns::redirect_target(&resolved.dns)),
         };
         let shared = enforce::Shared {
             policy,
@@ -149,25 +171,6 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         }
         tracing::info!("enforcing");
     }
-    // The resolver: a failure to start it is logged, never a reason to stop enforcing.
-    let dns = if resolved.dns.enabled {
-        let policy = lock(&service).policy();
-        // Only the mark bits matter to the resolver's socket hook.
-        let firewall = resolved.intercept.enabled.then_some(InterceptConfig {
-            queue_num: resolved.intercept.queue_num,
-            mark_mask: resolved.intercept.mark_mask,
-            ..InterceptConfig::default()
-        });
-        match crate::dns::Dns::start(&resolved.dns, policy, domains.clone(), firewall).await {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "the DNS resolver is off");
-                None
-            }
-        }
-    } else {
-        None
-    };
     let make_profiles = tokio::spawn(make_new_profiles(service.clone(), new_apps_rx));
     let changes = lock(&service).policy_changes();
     let follow_policy = tokio::spawn(follow_policy_changes(

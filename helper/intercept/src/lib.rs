@@ -387,6 +387,18 @@ pub fn exclude_socket(
     linux::exclude_socket(fd, &marks).map_err(InterceptError::ExcludeSocket)
 }
 
+/// Where a connection from `peer` that arrived at `reached` was originally sent, when the
+/// firewall redirected it (our DNS redirect): conntrack's original destination. `None` when
+/// conntrack has no such connection (or it was not redirected: then it is `reached`). In the
+/// calling thread's network namespace; needs CAP_NET_ADMIN.
+pub fn original_destination(
+    protocol: portcullis_protocol::Protocol,
+    peer: std::net::SocketAddr,
+    reached: std::net::SocketAddr,
+) -> Result<Option<std::net::SocketAddr>, InterceptError> {
+    imp::original_destination(protocol, peer, reached)
+}
+
 /// A TCP or UDP connection we allowed, in its original direction (`src` opened it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AllowedConnection {

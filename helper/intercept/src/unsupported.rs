@@ -133,3 +133,11 @@ pub(crate) fn allowed_connections(
 ) -> Result<Vec<crate::AllowedConnection>, InterceptError> {
     Err(InterceptError::Unsupported)
 }
+
+pub(crate) fn original_destination(
+    _protocol: portcullis_protocol::Protocol,
+    _peer: std::net::SocketAddr,
+    _reached: std::net::SocketAddr,
+) -> Result<Option<std::net::SocketAddr>, InterceptError> {
+    Err(InterceptError::Unsupported)
+}

@@ -119,6 +119,44 @@ pub(crate) fn allowed_connections(
     Ok(found)
 }
 
+/// See [`crate::original_destination`].
+pub(crate) fn original_destination(
+    protocol: Protocol,
+    peer: SocketAddr,
+    reached: SocketAddr,
+) -> Result<Option<SocketAddr>, InterceptError> {
+    // The reply direction of a redirected connection: from where it arrived, back to the peer.
+    // A lookup matches an entry in either direction.
+    let Some(reply) = flow_tuple(protocol, reached, peer) else {
+        return Ok(None);
+    };
+    let mut sock = CtSocket::open()?;
+    let seq = sock.next_seq();
+    let mut found = Vec::new();
+    let failed = |source| InterceptError::Conntrack {
+        what: "look up a redirected connection's original destination",
+        source,
+    };
+    let code = sock
+        .exchange(&ctnetlink::get_request(seq, &reply), seq, |entry| {
+            if found.len() < MAX_LOOKUP_ENTRIES {
+                found.push(entry);
+            }
+        })
+        .map_err(failed)?;
+    match code {
+        0 => {}
+        c if c == -libc::ENOENT => return Ok(None),
+        c => return Err(failed(kernel_error(c))),
+    }
+    Ok(found.iter().find_map(|e| {
+        let o = &e.orig;
+        (o.protocol == reply.protocol && o.src == peer.ip() && o.src_port == Some(peer.port()))
+            .then_some(())?;
+        Some(SocketAddr::new(o.dst, o.dst_port?))
+    }))
+}
+
 /// Whether a connection mark holds our allow bits (and none of our other bits).
 fn allowed_by_us(marks: &Marks, mark: u32) -> bool {
     mark & marks.mask == marks.allow
