@@ -7,7 +7,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release
 DEBUG_BIN    := $(TARGET_DIR)/debug
 SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build build-debug run test demo bench fuzz lint fmt clean
+.PHONY: all deps build build-debug frontend run test demo bench fuzz lint fmt clean
 
 all: build
 
@@ -20,6 +20,10 @@ build:
 build-debug:
 	$(CARGO) build --workspace --bins
 
+# The desktop app's UI (frontend/dist), which browser mode serves.
+frontend:
+	cd frontend && npm run --silent build
+
 # Installs what is missing, builds, and starts the helper in the foreground on this machine.
 run: deps build
 	scripts/run-local "$(RELEASE_BIN)"
@@ -29,7 +33,7 @@ run: deps build
 test: build-debug
 	scripts/run-tests
 
-demo: build-debug
+demo: deps build-debug frontend
 	$(SUDO) scripts/demo "$(DEBUG_BIN)"
 
 # The enforcement benchmarks, full run (root, ~6 min): prints the tables and updates
