@@ -224,3 +224,74 @@ fn queries_sent_to_another_resolver_are_answered_by_the_helper_for_the_asking_ap
     let asked = dnsmasq.stderr().matches("query[A] shop.test").count();
     assert_eq!(asked, 1, "{}", dnsmasq.stderr());
 }
+
+#[test]
+fn the_cli_shows_the_resolver_answers_a_name_for_an_app_and_empties_the_cache() {
+    require_root!();
+    let lab = Lab::new("dns-cli");
+    let server = lab.server().ipv4();
+    let _dnsmasq = start_dnsmasq(
+        lab.server(),
+        server.into(),
+        53,
+        "test",
+        &["shop.test,192.0.2.10"],
+        &[],
+    );
+    let config = format!(
+        "[dns]\nenabled = true\n[dns.resolver]\nlisten = [\"{RESOLVER}:53\"]\n\
+         upstreams = [\"plain://{server}\"]\n\
+         local_zones = [{{ zone = \"test\", servers = [\"plain://{server}\"] }}]\n\
+         [dns.resolver.cache]\nmin_ttl = 60\n"
+    );
+    // (dnsmasq answers with TTL 0: min_ttl keeps answers a minute, so the cache has some.)
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let app = "/usr/bin/tracker-app";
+    helper.ctl_json(["rules", "add", "--app", app, "-", ".shop.test"]);
+
+    let answer = helper.ctl_json(["dns", "query", "shop.test"]);
+    assert_eq!(answer["outcome"], "answered", "{answer}");
+    assert_eq!(answer["addresses"][0], "192.0.2.10", "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("local zone test"),
+        "{answer}"
+    );
+
+    let blocked = helper.ctl_json(["dns", "query", "www.shop.test", "--app", app]);
+    assert_eq!(blocked["outcome"], "blocked", "{blocked}");
+    assert_eq!(blocked["rcode"], "NXDOMAIN", "{blocked}");
+    assert_eq!(
+        blocked["explanation"]["decided_by"]["text"], "- .shop.test",
+        "{blocked}"
+    );
+
+    let status = helper.ctl_json(["dns", "status"]);
+    assert_eq!(status["enabled"], true, "{status}");
+    assert_eq!(status["redirect"], true, "{status}");
+    assert_eq!(status["listen"][0], format!("{RESOLVER}:53"), "{status}");
+    let local = status["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["zone"] == "test")
+        .unwrap();
+    assert!(local["answered"].as_u64().unwrap() >= 1, "{status}");
+    let cached = status["cache_entries"].as_u64().unwrap();
+    assert!(cached >= 1, "{status}");
+
+    let flushed = helper.ctl_json(["dns", "flush"]);
+    assert_eq!(flushed["entries"].as_u64(), Some(cached), "{flushed}");
+    let status = helper.ctl_json(["dns", "status"]);
+    assert_eq!(status["cache_entries"], 0, "{status}");
+
+    // A bad name is refused with the name given back.
+    let bad = helper.ctl(["dns", "query", "a..b"]);
+    assert!(!bad.success(), "{bad}");
+    assert!(bad.stderr.contains("a..b"), "{bad}");
+}

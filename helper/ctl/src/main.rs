@@ -65,6 +65,27 @@ enum Command {
     /// What would happen to a connection, and why (nothing is changed). Options go before
     /// the connection, e.g. `explain --app /usr/bin/curl tcp 10.0.0.1 443`.
     Explain(ExplainArgs),
+    /// The helper's DNS resolver: its state, how it answers a name, emptying its cache.
+    #[command(subcommand)]
+    Dns(DnsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum DnsCmd {
+    /// Whether it runs, where it listens, its upstreams with their counters, the cache.
+    Status,
+    /// How the helper answers NAME (A and AAAA) for an app, and why if it is blocked (the
+    /// lookup is not recorded for the app's connections).
+    Query {
+        /// The name, e.g. `example.com`.
+        name: String,
+        /// The app to answer as (its executable path or key); default: an app without a
+        /// profile of its own.
+        #[arg(long, value_name = "EXE")]
+        app: Option<String>,
+    },
+    /// Empty its cache.
+    Flush,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +358,7 @@ enum Show {
     Prompts,
     PromptsWatch,
     Answered,
+    Dns,
 }
 
 /// Turns the command line into the request to send, checking everything that can be checked
@@ -428,6 +450,15 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
             )
         }
         Command::Connections { .. } => (Request::ListConnections, Show::Connections),
+        Command::Dns(DnsCmd::Status) => (Request::DnsStatus, Show::Dns),
+        Command::Dns(DnsCmd::Flush) => (Request::DnsFlush, Show::Dns),
+        Command::Dns(DnsCmd::Query { name, app }) => (
+            Request::DnsQuery {
+                name: name.clone(),
+                app: app.clone(),
+            },
+            Show::Dns,
+        ),
         Command::Events => (Request::Subscribe, Show::Events),
         Command::Prompts(PromptsCmd::List) => (Request::ListPrompts, Show::Prompts),
         Command::Prompts(PromptsCmd::Watch) => (Request::WatchPrompts, Show::PromptsWatch),
@@ -511,6 +542,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Show::Prompts => output::prompts(&resp, json),
         Show::Answered => output::answered(&resp, json),
+        Show::Dns => output::dns(&resp, json),
         Show::PromptsWatch => {
             let now = call(&mut client, Request::ListPrompts).await?;
             output::prompts(&now, json);

@@ -448,3 +448,70 @@ pub fn event(e: &Event, json: bool) {
 fn unexpected(resp: &Response) {
     eprintln!("portcullisctl: the helper answered with an unexpected {resp:?}");
 }
+
+/// `dns status`, `dns query`, `dns flush`.
+pub fn dns(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    match resp {
+        Response::DnsStatus(s) if !s.enabled => {
+            println!("DNS resolver: off ([dns] enabled = false in the helper's configuration)");
+        }
+        Response::DnsStatus(s) => {
+            let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+            println!("DNS resolver: on, listening on {}", listen.join(", "));
+            println!(
+                "redirect:     {}",
+                if s.redirect {
+                    "queries to other resolvers come here"
+                } else {
+                    "off"
+                }
+            );
+            println!(
+                "cache:        {} answers, {} bytes",
+                s.cache_entries, s.cache_bytes
+            );
+            println!("upstreams:");
+            for u in &s.upstreams {
+                let zone = u
+                    .zone
+                    .as_deref()
+                    .map(|z| format!(" (zone {z})"))
+                    .unwrap_or_default();
+                let state = if u.backing_off { ", backing off" } else { "" };
+                println!(
+                    "  {}{zone}: {} answered, {} failed, {} connections{state}",
+                    u.label, u.answered, u.failed, u.connections
+                );
+            }
+        }
+        Response::DnsAnswer(a) => {
+            let who = a.app.as_deref().unwrap_or("an app without a profile");
+            let addrs: Vec<String> = a.addresses.iter().map(ToString::to_string).collect();
+            match a.outcome.as_str() {
+                "answered" => println!(
+                    "{} for {who}: {} ({}; {})",
+                    a.name,
+                    if addrs.is_empty() {
+                        "no addresses".to_string()
+                    } else {
+                        addrs.join(", ")
+                    },
+                    a.rcode,
+                    a.detail
+                ),
+                _ => println!(
+                    "{} for {who}: {} ({}): {}",
+                    a.name, a.outcome, a.rcode, a.detail
+                ),
+            }
+            if let Some(e) = &a.explanation {
+                println!("  why: {}", e.summary);
+            }
+        }
+        Response::DnsFlushed { entries } => println!("emptied the DNS cache ({entries} answers)"),
+        other => unexpected(other),
+    }
+}

@@ -17,16 +17,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use portcullis_attribution::{Attribution, AttributionConfig, Attributor, Flow};
-use portcullis_dns::proto::op::Message;
-use portcullis_dns::proto::rr::RData;
-use portcullis_dns::upstream::SocketHook;
+use portcullis_dns::proto::op::{Message, MessageType, OpCode, Query};
+use portcullis_dns::proto::rr::{Name, RData, RecordType};
+use portcullis_dns::upstream::{EndpointStats, SocketHook};
 use portcullis_dns::{
-    BlockStyle, DnsConfig, DnsServer, Outcome, QueryContext, QueryDecision, QueryPolicy,
-    QuerySource, Resolve, Resolver,
+    AnswerSource, BlockStyle, DnsConfig, DnsServer, Outcome, QueryContext, QueryDecision,
+    QueryPolicy, QuerySource, Resolve, Resolver,
 };
 use portcullis_intercept::{DnsRedirect, InterceptConfig};
 use portcullis_policy::{ProfileRules, decide_name};
 use portcullis_protocol::{Direction, ProfileLabel, Protocol, Verdict};
+use portcullis_protocol::{DnsAnswer, DnsStatus, DnsUpstreamStatus, ErrorCode, ErrorFrame};
 use serde::Deserialize;
 
 use crate::live::{DomainMap, SharedPolicy};
@@ -107,6 +108,32 @@ impl AppQueryPolicy {
             attributor: Mutex::new(attributor),
             askers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Makes `app` the asker of queries from `source` for a while (for `dns query`).
+    fn pin(&self, source: &QuerySource, app: &str) {
+        let mut askers = self.askers.lock().unwrap_or_else(PoisonError::into_inner);
+        if askers.len() >= MAX_ASKERS {
+            askers.clear();
+        }
+        askers.insert(*source, (Instant::now(), app.to_string()));
+    }
+
+    /// Why `name` is blocked for `app`: the rule, as an explanation.
+    fn explain(&self, app: &str, name: &str) -> Option<portcullis_protocol::Explanation> {
+        let snapshot = self.policy.load();
+        let profile = snapshot.apps.get(app);
+        let app_rules = profile.map(|p| ProfileRules {
+            label: ProfileLabel::App(app.to_string()),
+            settings: &p.overrides,
+            rules: &p.compiled,
+        });
+        let global = ProfileRules {
+            label: ProfileLabel::Global,
+            settings: &snapshot.global.overrides,
+            rules: &snapshot.global.compiled,
+        };
+        decide_name(app_rules.as_ref(), &global, name)
     }
 
     /// The profile key of the app that sent the query from `source`.
@@ -252,6 +279,179 @@ impl Handler {
 #[derive(Debug)]
 pub struct Dns {
     server: DnsServer,
+    control: Arc<DnsControl>,
+}
+
+/// What clients may ask of the running resolver (`portcullisctl dns …`).
+#[derive(Debug)]
+pub struct DnsControl {
+    handler: Arc<Handler>,
+    listen: Vec<SocketAddr>,
+    redirect: bool,
+    /// Source ports for `query`'s pinned askers (never a real peer: 0.0.0.0 is no client).
+    next_port: std::sync::atomic::AtomicU16,
+}
+
+impl DnsControl {
+    /// The resolver's state and counters.
+    pub fn status(&self) -> DnsStatus {
+        let r = &self.handler.resolver;
+        let mut upstreams: Vec<DnsUpstreamStatus> = r
+            .upstream_stats()
+            .into_iter()
+            .map(|s| upstream_status(s, None))
+            .collect();
+        for (zone, stats) in r.local_stats() {
+            let zone = zone.to_ascii();
+            let zone = zone.trim_end_matches('.');
+            upstreams.extend(stats.into_iter().map(|s| upstream_status(s, Some(zone))));
+        }
+        DnsStatus {
+            enabled: true,
+            redirect: self.redirect,
+            listen: self.listen.clone(),
+            upstreams,
+            cache_entries: u64::try_from(r.cache().len()).unwrap_or(u64::MAX),
+            cache_bytes: u64::try_from(r.cache().bytes()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Empties the cache; returns how many answers it held.
+    pub fn flush(&self) -> u64 {
+        let cache = self.handler.resolver.cache();
+        let n = u64::try_from(cache.len()).unwrap_or(u64::MAX);
+        cache.clear();
+        n
+    }
+
+    /// Resolves `name` (A and AAAA) as `app` would be answered: the same policy, cache and
+    /// upstreams, but the lookup is not recorded for the app's connections.
+    pub async fn query(&self, name: &str, app: Option<&str>) -> Result<DnsAnswer, ErrorFrame> {
+        let invalid = || {
+            ErrorFrame::new(
+                ErrorCode::InvalidInput,
+                format!("not a domain name: {name:?}"),
+            )
+        };
+        if name.is_empty() || name.len() > 253 {
+            return Err(invalid());
+        }
+        let parsed = Name::from_ascii(name).map_err(|_| invalid())?;
+        let lower = parsed.to_ascii().to_ascii_lowercase();
+        let lower = lower.trim_end_matches('.').to_string();
+        if lower.is_empty() {
+            return Err(invalid());
+        }
+        let key = app.unwrap_or(KERNEL_KEY);
+        let port = self
+            .next_port
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        let source = QuerySource {
+            peer: SocketAddr::from(([0, 0, 0, 0], port)),
+            local: self
+                .listen
+                .first()
+                .copied()
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 153], 53))),
+            protocol: portcullis_dns::policy::Protocol::Udp,
+        };
+        self.handler.policy.pin(&source, key);
+        let mut addresses = Vec::new();
+        let mut last = None;
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            let mut request = Message::new(1, MessageType::Query, OpCode::Query);
+            request.metadata.recursion_desired = true;
+            request.queries.push(Query::query(parsed.clone(), qtype));
+            let resolution = self.handler.resolver.resolve(&source, &request).await;
+            addresses.extend(
+                resolution
+                    .response
+                    .answers
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    }),
+            );
+            let done = !matches!(resolution.outcome, Outcome::Answered { .. });
+            last = Some(resolution);
+            if done {
+                break;
+            }
+        }
+        let Some(resolution) = last else {
+            return Err(ErrorFrame::new(ErrorCode::Internal, "no query was made"));
+        };
+        let rcode = rcode_name(u16::from(resolution.response.metadata.response_code));
+        let (outcome, explanation, detail) = match resolution.outcome {
+            Outcome::Answered { source, local_zone } => {
+                let from = match source {
+                    AnswerSource::Cache => "cache".to_string(),
+                    AnswerSource::Upstream { upstream, latency } => {
+                        format!("{upstream} in {:.1} ms", latency.as_secs_f64() * 1000.0)
+                    }
+                };
+                let zone = local_zone
+                    .map(|z| format!(" (local zone {})", z.to_ascii().trim_end_matches('.')))
+                    .unwrap_or_default();
+                ("answered", None, format!("{from}{zone}"))
+            }
+            Outcome::Blocked { name, because, .. } => {
+                let blocked = name.to_ascii();
+                let blocked = blocked.trim_end_matches('.').to_string();
+                let explanation = self.handler.policy.explain(key, &blocked);
+                (
+                    "blocked",
+                    explanation,
+                    format!("{blocked} is blocked: {because}"),
+                )
+            }
+            Outcome::Canary => (
+                "canary",
+                None,
+                "Firefox's canary name: answered so that Firefox keeps using this resolver"
+                    .to_string(),
+            ),
+            Outcome::Rebinding(r) => ("refused", None, format!("rebinding protection: {r:?}")),
+            Outcome::Failed { error } => ("failed", None, error),
+            Outcome::Invalid { reason, .. } => ("invalid", None, reason.to_string()),
+        };
+        Ok(DnsAnswer {
+            name: lower,
+            app: app.map(str::to_string),
+            outcome: outcome.to_string(),
+            rcode,
+            addresses,
+            explanation,
+            detail,
+        })
+    }
+}
+
+/// The usual mnemonic of a DNS response code.
+fn rcode_name(code: u16) -> String {
+    match code {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+fn upstream_status(s: EndpointStats, zone: Option<&str>) -> DnsUpstreamStatus {
+    DnsUpstreamStatus {
+        label: s.label,
+        zone: zone.map(str::to_string),
+        connections: s.connections,
+        answered: s.answered,
+        failed: s.failed,
+        backing_off: s.backing_off,
+    }
 }
 
 impl Dns {
@@ -282,13 +482,24 @@ impl Dns {
             policy: decide,
             domains,
         });
+        let control = Arc::new(DnsControl {
+            handler: Arc::clone(&resolver),
+            listen: section.resolver.listen.clone(),
+            redirect: section.redirect,
+            next_port: std::sync::atomic::AtomicU16::new(1),
+        });
         let server = DnsServer::start(&section.resolver.listen, section.resolver.server, resolver)
             .await
             .context("cannot start the DNS server")?;
         let addrs: Vec<SocketAddr> = server.local_addrs().to_vec();
         tracing::info!(addresses = addrs.len(), "DNS resolver serving");
         tracing::debug!(?addrs, "DNS resolver addresses");
-        Ok(Dns { server })
+        Ok(Dns { server, control })
+    }
+
+    /// What clients may ask of it.
+    pub fn control(&self) -> Arc<DnsControl> {
+        Arc::clone(&self.control)
     }
 
     /// Stops serving.

@@ -118,6 +118,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     } else {
         None
     };
+    let dns_control = dns.as_ref().map(crate::dns::Dns::control);
     let enforcer: SharedEnforcer = Arc::new(Mutex::new(None));
     if resolved.intercept.enabled {
         let (policy, log, prompts, replies) = {
@@ -201,7 +202,13 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             accepted = server.accept() => match accepted {
                 Ok(conn) => match ClientSlot::claim(&clients, conn.peer.uid) {
                     Some(slot) => {
-                        tokio::spawn(serve_client(conn, slot, service.clone(), events.clone()));
+                        tokio::spawn(serve_client(
+                            conn,
+                            slot,
+                            service.clone(),
+                            events.clone(),
+                            dns_control.clone(),
+                        ));
                     }
                     None => {
                         tracing::warn!(uid = conn.peer.uid, "too many clients; refusing one");
@@ -235,6 +242,33 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     drop(server);
     tracing::info!("portcullisd stopped");
     result
+}
+
+/// Whether the resolver itself answers `request` (when it runs).
+fn is_dns(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::DnsStatus | Request::DnsQuery { .. } | Request::DnsFlush
+    )
+}
+
+/// Answers a DNS request from the running resolver (resolving may wait on the network, so it
+/// never holds the service lock).
+async fn dns_request(ctl: &crate::dns::DnsControl, request: Request) -> Reply {
+    match request {
+        Request::DnsStatus => Reply::Ok(Response::DnsStatus(Box::new(ctl.status()))),
+        Request::DnsFlush => Reply::Ok(Response::DnsFlushed {
+            entries: ctl.flush(),
+        }),
+        Request::DnsQuery { name, app } => match ctl.query(&name, app.as_deref()).await {
+            Ok(answer) => Reply::Ok(Response::DnsAnswer(Box::new(answer))),
+            Err(e) => Reply::Err(e),
+        },
+        _ => Reply::Err(ErrorFrame::new(
+            ErrorCode::Internal,
+            "not a DNS request; nothing was changed",
+        )),
+    }
 }
 
 /// Ends temporary rules when their time is up. It sleeps until the earliest end and wakes
@@ -394,6 +428,7 @@ async fn serve_client(
     slot: ClientSlot,
     service: Shared,
     events: broadcast::Sender<Event>,
+    dns: Option<Arc<crate::dns::DnsControl>>,
 ) {
     let clients = slot.clients.clone();
     let peer = conn.peer;
@@ -473,6 +508,8 @@ async fn serve_client(
                 )));
             }
             Reply::Ok(Response::Subscribed)
+        } else if let (Some(ctl), true) = (&dns, is_dns(&request)) {
+            dns_request(ctl, request).await
         } else {
             let svc = service.clone();
             let n = clients.total.load(Ordering::Relaxed);

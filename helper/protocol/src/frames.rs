@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apps::{AppInfo, AppRef};
 use crate::connection::{ConnectionInfo, ConnectionQuery};
+use crate::dns::{DnsAnswer, DnsStatus};
 use crate::explain::Explanation;
 use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
@@ -165,6 +166,19 @@ pub enum Request {
         /// The answer.
         answer: PromptAnswer,
     },
+    /// The resolver's state. Answer: `DnsStatus`.
+    DnsStatus,
+    /// Resolves `name` (A and AAAA) as `app` would be answered, without recording the lookup
+    /// for the app's connections. Answer: `DnsAnswer`.
+    DnsQuery {
+        /// The name.
+        name: String,
+        /// The app, or `None` for an app that has no profile of its own.
+        #[serde(default)]
+        app: Option<AppRef>,
+    },
+    /// Empties the resolver's cache. Answer: `DnsFlushed`.
+    DnsFlush,
 }
 
 fn forever() -> RuleLifetime {
@@ -187,7 +201,10 @@ impl Request {
             | Request::Explain { .. }
             | Request::ListConnections
             | Request::WatchPrompts
-            | Request::ListPrompts => true,
+            | Request::ListPrompts
+            | Request::DnsStatus
+            | Request::DnsQuery { .. }
+            | Request::DnsFlush => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
                 false
             }
@@ -229,6 +246,15 @@ pub enum Response {
     Prompts(Vec<PromptInfo>),
     /// For `AnswerPrompt`.
     Answered(Answered),
+    /// For `DnsStatus` (boxed: much larger than the other answers).
+    DnsStatus(Box<DnsStatus>),
+    /// For `DnsQuery`.
+    DnsAnswer(Box<DnsAnswer>),
+    /// For `DnsFlush`: how many answers the cache held.
+    DnsFlushed {
+        /// Answers removed.
+        entries: u64,
+    },
 }
 
 /// Something that happened in the helper, sent to subscribers.

@@ -6,6 +6,7 @@
 
 pub mod apps;
 pub mod connection;
+pub mod dns;
 pub mod explain;
 pub mod frames;
 pub mod prompts;
@@ -15,6 +16,7 @@ pub mod status;
 
 pub use apps::{AppInfo, AppKind, AppRef};
 pub use connection::{ConnectionInfo, ConnectionQuery, Direction, Protocol};
+pub use dns::{DnsAnswer, DnsStatus, DnsUpstreamStatus};
 pub use explain::{DecidedBy, Explanation, ProfileLabel, Verdict};
 pub use frames::{
     ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,

@@ -414,6 +414,78 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_dns_status",
+            v(&ClientFrame::Request {
+                id: 17,
+                request: Request::DnsStatus,
+            }),
+        ),
+        (
+            "req_dns_query",
+            v(&ClientFrame::Request {
+                id: 18,
+                request: Request::DnsQuery {
+                    name: "tracker.example".into(),
+                    app: Some("/usr/bin/curl".into()),
+                },
+            }),
+        ),
+        (
+            "req_dns_flush",
+            v(&ClientFrame::Request {
+                id: 19,
+                request: Request::DnsFlush,
+            }),
+        ),
+        (
+            "resp_dns_status",
+            v(&ServerFrame::Response {
+                id: 17,
+                reply: Reply::Ok(Response::DnsStatus(Box::new(
+                    portcullis_protocol::DnsStatus {
+                        enabled: true,
+                        redirect: true,
+                        listen: vec![std::net::SocketAddr::from(([127, 0, 0, 153], 53))],
+                        upstreams: vec![portcullis_protocol::DnsUpstreamStatus {
+                            label: "tls://dns.quad9.net#9.9.9.9:853".into(),
+                            zone: None,
+                            connections: 1,
+                            answered: 40,
+                            failed: 0,
+                            backing_off: false,
+                        }],
+                        cache_entries: 12,
+                        cache_bytes: 3_400,
+                    },
+                ))),
+            }),
+        ),
+        (
+            "resp_dns_answer",
+            v(&ServerFrame::Response {
+                id: 18,
+                reply: Reply::Ok(Response::DnsAnswer(Box::new(
+                    portcullis_protocol::DnsAnswer {
+                        name: "tracker.example".into(),
+                        app: Some("/usr/bin/curl".into()),
+                        outcome: "blocked".into(),
+                        rcode: "NXDOMAIN".into(),
+                        addresses: Vec::new(),
+                        explanation: Some(explanation.clone()),
+                        detail: "tracker.example is blocked: blocked by rule `- tracker.example`"
+                            .into(),
+                    },
+                ))),
+            }),
+        ),
+        (
+            "resp_dns_flushed",
+            v(&ServerFrame::Response {
+                id: 19,
+                reply: Reply::Ok(Response::DnsFlushed { entries: 12 }),
+            }),
+        ),
+        (
             "event_prompt_added",
             v(&ServerFrame::Event {
                 event: Event::PromptAdded { prompt },

@@ -77,4 +77,12 @@ id: number,
 /**
  * The answer.
  */
-answer: PromptAnswer, } };
+answer: PromptAnswer, } } | { "method": "dns_status" } | { "method": "dns_query", "params": { 
+/**
+ * The name.
+ */
+name: string, 
+/**
+ * The app, or `None` for an app that has no profile of its own.
+ */
+app: string | null, } } | { "method": "dns_flush" };

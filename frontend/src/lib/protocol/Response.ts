@@ -2,6 +2,8 @@
 import type { Answered } from "./Answered";
 import type { AppInfo } from "./AppInfo";
 import type { ConnectionInfo } from "./ConnectionInfo";
+import type { DnsAnswer } from "./DnsAnswer";
+import type { DnsStatus } from "./DnsStatus";
 import type { Explanation } from "./Explanation";
 import type { PromptInfo } from "./PromptInfo";
 import type { RuleInfo } from "./RuleInfo";
@@ -23,4 +25,8 @@ settings: SettingsView,
 /**
  * Its own rules, in order.
  */
-rules: Array<RuleInfo>, } } | { "kind": "rules", "data": Array<RuleInfo> } | { "kind": "rule", "data": RuleInfo } | { "kind": "subscribed" } | { "kind": "explanation", "data": Explanation } | { "kind": "connections", "data": Array<ConnectionInfo> } | { "kind": "prompts", "data": Array<PromptInfo> } | { "kind": "answered", "data": Answered };
+rules: Array<RuleInfo>, } } | { "kind": "rules", "data": Array<RuleInfo> } | { "kind": "rule", "data": RuleInfo } | { "kind": "subscribed" } | { "kind": "explanation", "data": Explanation } | { "kind": "connections", "data": Array<ConnectionInfo> } | { "kind": "prompts", "data": Array<PromptInfo> } | { "kind": "answered", "data": Answered } | { "kind": "dns_status", "data": DnsStatus } | { "kind": "dns_answer", "data": DnsAnswer } | { "kind": "dns_flushed", "data": { 
+/**
+ * Answers removed.
+ */
+entries: number, } };

@@ -419,6 +419,21 @@ impl Service {
     ) -> Result<Response, ErrorFrame> {
         match request {
             Request::Status => Ok(Response::Status(self.status(clients))),
+            // With a resolver running, the connection layer answers these itself.
+            Request::DnsStatus => Ok(Response::DnsStatus(Box::new(
+                portcullis_protocol::DnsStatus {
+                    enabled: false,
+                    redirect: false,
+                    listen: Vec::new(),
+                    upstreams: Vec::new(),
+                    cache_entries: 0,
+                    cache_bytes: 0,
+                },
+            ))),
+            Request::DnsQuery { .. } | Request::DnsFlush => Err(ErrorFrame::new(
+                ErrorCode::NotFound,
+                "the helper's DNS resolver is off ([dns] enabled = false in its configuration)",
+            )),
             Request::GetSettings { app } => {
                 if let Some(key) = &app {
                     check_app_key(key)?;
