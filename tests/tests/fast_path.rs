@@ -213,3 +213,39 @@ fn a_new_rule_retires_a_cached_allow_and_cuts_its_open_connection() {
     let codes = attempt_codes(&stream.stdout());
     assert_eq!(&codes[..2], &[OK, OK], "{}", stream.logs());
 }
+
+#[test]
+fn our_allow_bits_on_an_apps_socket_never_let_it_past_the_queue() {
+    require_root!();
+    let lab = Lab::new("fast-mark");
+    let _echo = echo_on_7(&lab);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("marker");
+    let key = app.to_str().unwrap();
+    let server = lab.server().ipv4().to_string();
+    helper.ctl_json(["rules", "add", "--app", key, "-", &server]);
+
+    // Software with CAP_NET_ADMIN can put any mark on its sockets, ours included (and a
+    // socket the fast path once marked might still carry it): the connect hook takes our
+    // bits off, so the connection is decided like any other and the rule refuses it.
+    for mark in ["0x10000000", "0x1000abcd"] {
+        let out = lab.client().run_app(
+            &app,
+            ["connect", "tcp", &server, "7", "--mark", mark, "--timeout-ms", "2000"],
+        );
+        assert_eq!(out.code(), Some(REFUSED), "mark {mark}: {out}");
+    }
+    // A mark without our bits is left alone (and decided the same way).
+    let out = lab.client().run_app(
+        &app,
+        ["connect", "tcp", &server, "7", "--mark", "0xca6c", "--timeout-ms", "2000"],
+    );
+    assert_eq!(out.code(), Some(REFUSED), "{out}");
+    let conns = connections_until(&helper, key, |c| c.len() >= 3);
+    assert!(
+        conns
+            .iter()
+            .all(|c| c["explanation"]["verdict"] == "block"),
+        "{conns:#?}"
+    );
+}

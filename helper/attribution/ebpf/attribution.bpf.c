@@ -181,7 +181,7 @@ struct fast_config {
 	__u32 enabled;    // 0: the programs only observe
 	__u32 mask;       // our bits of the packet mark (the firewall's mark mask)
 	__u32 allow;      // the "allow" bits within it
-	__u32 pad;
+	__u32 helper;     // the helper's tgid: its own sockets carry our bits and stay as they are
 	__u64 generation; // the policy generation in force; older verdicts do not count
 };
 
@@ -227,12 +227,13 @@ struct {
 	__type(value, struct verdict_val);
 } pcl_fast_verdicts SEC(".maps");
 
-// A socket the fast path marked, until its connection is established (or it closes).
+// A socket the fast path marked, until its connection is established (or it closes). Only
+// for the report and the generation check: whether a socket carries our bits is read from
+// the socket itself, so losing an entry (LRU, a helper restart) never keeps a mark alive.
 struct fast_socket {
-	__u32 orig_mark;  // the socket's mark before we set ours
+	__u64 generation; // the policy generation the allow was repeated under
 	__u32 app;
 	__u32 reported;   // the event was sent (sockops TCP_CONNECT_CB)
-	__u32 pad;
 };
 
 struct {
@@ -439,8 +440,12 @@ static __always_inline struct owner *own(__u64 cookie)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct owner *known = bpf_map_lookup_elem(&pcl_sockets, &cookie);
-	if (known && known->tgid == tgid)
-		return known;
+	if (known && known->tgid == tgid) {
+		// The same process, but after an execve it is another program: record it anew.
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		if (BPF_CORE_READ(task, self_exec_id) == known->exec_id)
+			return known;
+	}
 	struct owner o = {};
 	current_owner(&o);
 	if (bpf_map_update_elem(&pcl_sockets, &cookie, &o, BPF_ANY) != 0) {
@@ -608,6 +613,20 @@ static __always_inline void fast_report(const struct owner *o, __u32 app, __u8 p
 
 // The fast path at connect(): 0 refuses the connect (EPERM), 1 lets it go on (marked when a
 // cached "allow" applies, else to the queue as usual). See the top of this file.
+// Takes our bits off a socket's mark (leaving every other bit), if it has any.
+static __always_inline void strip_mark(void *ctx, __u32 mark, __u32 mask)
+{
+	if (!(mark & mask))
+		return;
+	__u32 clean = mark & ~mask;
+	bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &clean, sizeof(clean));
+}
+
+// The fast path at connect(): 0 refuses the connect (EPERM), 1 lets it go on (marked when a
+// cached "allow" applies, else to the queue as usual). See the top of this file. Except for
+// the helper's own sockets, a socket leaves here with our bits only if this very connect was
+// allowed now: bits from an earlier connect of the socket (or set by anyone else) are taken
+// off first, so a stale allow can never ride along to another destination.
 static __always_inline int fast_connect(struct bpf_sock_addr *ctx, const struct owner *o,
 					__u64 cookie, int v6)
 {
@@ -618,23 +637,22 @@ static __always_inline int fast_connect(struct bpf_sock_addr *ctx, const struct 
 	struct bpf_sock *sk = ctx->sk;
 	if (!sk)
 		return 1;
+	if (o->tgid == cfg->helper)
+		return 1;
 	__u8 protocol = (__u8)ctx->protocol;
-	struct fast_socket *marked = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
-	if (marked) {
-		// Marked for an earlier connect that never got established: its own mark back
-		// before anything else, so a stale "allow" never rides along to a new destination.
-		__u32 orig = marked->orig_mark;
-		bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &orig, sizeof(orig));
-		bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
-	}
+	__u32 mark = sk->mark;
+	__u32 mask = cfg->mask;
+	bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
 	struct proc_key pk = {
 		.tgid = o->tgid,
 		.start_ns = o->start_ns,
 		.exec_id = o->exec_id,
 	};
 	struct fast_app *app = bpf_map_lookup_elem(&pcl_fast_apps, &pk);
-	if (!app)
+	if (!app) {
+		strip_mark(ctx, mark, mask);
 		return 1;
+	}
 	struct verdict_key vk = {
 		.app = app->app,
 		.protocol = protocol,
@@ -657,31 +675,31 @@ static __always_inline int fast_connect(struct bpf_sock_addr *ctx, const struct 
 		vk.addr[0] = ctx->user_ip4;
 	}
 	struct verdict_val *v = bpf_map_lookup_elem(&pcl_fast_verdicts, &vk);
-	if (!v || v->generation != cfg->generation)
-		return 1;
-	// A decision that rested on something with an end (the app's DNS lookup) ends with it.
-	if (v->expires_ns && bpf_ktime_get_ns() >= v->expires_ns)
-		return 1;
-	if (v->verdict == FAST_BLOCK) {
+	__u64 generation = cfg->generation;
+	int current = v && v->generation == generation &&
+		      // A decision that rested on something with an end (the app's DNS lookup)
+		      // ends with it.
+		      !(v->expires_ns && bpf_ktime_get_ns() >= v->expires_ns);
+	if (current && v->verdict == FAST_BLOCK) {
 		__u32 none[4] = {};
 		count(COUNTER_FAST_BLOCKED);
 		fast_report(o, vk.app, protocol, vk.family, FAST_BLOCK, 0, vk.port, none, vk.addr);
 		return 0;
 	}
-	if (v->verdict != FAST_ALLOW || protocol != IPPROTO_TCP)
-		return 1;
-	__u32 orig = sk->mark;
-	__u32 mark = (orig & ~cfg->mask) | (cfg->allow & cfg->mask);
-	struct fast_socket fs = {
-		.orig_mark = orig,
-		.app = vk.app,
-	};
-	if (bpf_map_update_elem(&pcl_fast_sockets, &cookie, &fs, BPF_ANY) != 0)
-		return 1;
-	if (bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
-		bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
+	if (!current || v->verdict != FAST_ALLOW || protocol != IPPROTO_TCP) {
+		strip_mark(ctx, mark, mask);
 		return 1;
 	}
+	__u32 marked = (mark & ~mask) | (cfg->allow & mask);
+	struct fast_socket fs = {
+		.generation = generation,
+		.app = vk.app,
+	};
+	if (bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &marked, sizeof(marked)) != 0) {
+		strip_mark(ctx, mark, mask);
+		return 1;
+	}
+	bpf_map_update_elem(&pcl_fast_sockets, &cookie, &fs, BPF_ANY);
 	count(COUNTER_FAST_ALLOWED);
 	return 1;
 }
@@ -831,6 +849,56 @@ static __always_inline void ops_key(struct bpf_sock_ops *ops, struct flow_key *k
 		k->rport = (__u16)bpf_ntohl(ops->remote_port);
 }
 
+// Right before a SYN the fast path let through leaves (TCP_CONNECT_CB, process context; with
+// TCP fast open this is the first write, which may come long after connect()): it is
+// reported, unless the policy changed since connect() — then our bits come off and the SYN
+// goes to the queue like any other.
+static __always_inline void fast_syn(struct bpf_sock_ops *ops, const struct owner *o,
+				     __u64 cookie, const struct flow_key *k)
+{
+	__u32 zero = 0;
+	struct fast_config *cfg = bpf_map_lookup_elem(&pcl_fast_config, &zero);
+	struct bpf_sock *sk = ops->sk;
+	if (!cfg || !cfg->enabled || !sk || o->tgid == cfg->helper)
+		return;
+	__u32 mark = sk->mark;
+	if (!(mark & cfg->mask))
+		return;
+	struct fast_socket *fs = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
+	if (!fs || fs->generation != cfg->generation) {
+		__u32 clean = mark & ~cfg->mask;
+		bpf_setsockopt(ops, SOL_SOCKET, SO_MARK, &clean, sizeof(clean));
+		bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
+		return;
+	}
+	if (!fs->reported) {
+		fs->reported = 1;
+		fast_report(o, fs->app, IPPROTO_TCP, k->family, FAST_ALLOW, k->lport, k->rport,
+			    k->laddr, k->raddr);
+	}
+}
+
+// An outgoing connection is established (softirq): our bits come off its socket, whoever
+// set them, unless the socket is the helper's own (its recorded owner); from now on a
+// re-decision (conntrack entry deleted) queues its next packet like any other.
+static __always_inline void fast_established(struct bpf_sock_ops *ops, __u64 cookie)
+{
+	__u32 zero = 0;
+	struct fast_config *cfg = bpf_map_lookup_elem(&pcl_fast_config, &zero);
+	struct bpf_sock *sk = ops->sk;
+	bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
+	if (!cfg || !cfg->enabled || !sk)
+		return;
+	__u32 mark = sk->mark;
+	if (!(mark & cfg->mask))
+		return;
+	struct owner *o = bpf_map_lookup_elem(&pcl_sockets, &cookie);
+	if (o && o->tgid == cfg->helper)
+		return;
+	__u32 clean = mark & ~cfg->mask;
+	bpf_setsockopt(ops, SOL_SOCKET, SO_MARK, &clean, sizeof(clean));
+}
+
 // The owner of the listener that accepted a connection to `k` (normalized), if recorded.
 static __always_inline struct flow_val *listener_of(const struct flow_key *k)
 {
@@ -875,13 +943,7 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 			return 1;
 		ops_key(ops, &k, 1);
 		put_flow(&k, cookie, o, KIND_TCP_CONNECT);
-		// A connection the fast path allowed: reported now that its addresses are known.
-		struct fast_socket *fs = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
-		if (fs && !fs->reported) {
-			fs->reported = 1;
-			fast_report(o, fs->app, IPPROTO_TCP, k.family, FAST_ALLOW, k.lport, k.rport,
-				    k.laddr, k.raddr);
-		}
+		fast_syn(ops, o, cookie, &k);
 		return 1;
 	}
 	case BPF_SOCK_OPS_TCP_LISTEN_CB: {
@@ -894,13 +956,8 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 		return 1;
 	}
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
-		// Established: a socket the fast path marked gets its own mark back (see the top).
-		struct fast_socket *fs = bpf_map_lookup_elem(&pcl_fast_sockets, &cookie);
-		if (fs) {
-			__u32 orig = fs->orig_mark;
-			bpf_setsockopt(ops, SOL_SOCKET, SO_MARK, &orig, sizeof(orig));
-			bpf_map_delete_elem(&pcl_fast_sockets, &cookie);
-		}
+		// Established: our bits come off (see the top), except on the helper's own sockets.
+		fast_established(ops, cookie);
 		// Softirq: the current task is anyone; only a recorded owner counts. This fills the
 		// gap of a connect whose CONNECT_CB found no owner.
 		struct owner *o = bpf_map_lookup_elem(&pcl_sockets, &cookie);

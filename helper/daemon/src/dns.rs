@@ -275,11 +275,13 @@ impl Handler {
     }
 }
 
-/// The running resolver.
+/// The running resolver. It serves on a thread and runtime of its own, so that a flood of
+/// queries (each attributed with system calls) can never starve the IPC side or the prompts.
 #[derive(Debug)]
 pub struct Dns {
-    server: DnsServer,
     control: Arc<DnsControl>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What clients may ask of the running resolver (`portcullisctl dns …`).
@@ -488,13 +490,51 @@ impl Dns {
             redirect: section.redirect,
             next_port: std::sync::atomic::AtomicU16::new(1),
         });
-        let server = DnsServer::start(&section.resolver.listen, section.resolver.server, resolver)
+        let (ready_tx, ready_rx) =
+            tokio::sync::oneshot::channel::<anyhow::Result<Vec<SocketAddr>>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let listen = section.resolver.listen.clone();
+        let limits = section.resolver.server;
+        let thread = std::thread::Builder::new()
+            .name("dns".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("dns-worker")
+                    .enable_all()
+                    .build();
+                let runtime = match runtime {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::new(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match DnsServer::start(&listen, limits, resolver).await {
+                        Ok(server) => {
+                            let _ = ready_tx.send(Ok(server.local_addrs().to_vec()));
+                            let _ = stop_rx.await;
+                            server.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(anyhow::Error::new(e)));
+                        }
+                    }
+                });
+            })
+            .context("cannot start the DNS thread")?;
+        let addrs = ready_rx
             .await
+            .context("the DNS thread ended early")?
             .context("cannot start the DNS server")?;
-        let addrs: Vec<SocketAddr> = server.local_addrs().to_vec();
         tracing::info!(addresses = addrs.len(), "DNS resolver serving");
         tracing::debug!(?addrs, "DNS resolver addresses");
-        Ok(Dns { server, control })
+        Ok(Dns {
+            control,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     /// What clients may ask of it.
@@ -503,7 +543,12 @@ impl Dns {
     }
 
     /// Stops serving.
-    pub async fn stop(self) {
-        self.server.shutdown().await;
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }

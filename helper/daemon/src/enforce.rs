@@ -65,6 +65,9 @@ pub struct Shared {
     pub new_apps: mpsc::Sender<NewApp>,
     /// The names each app looked addresses up by (filled by the DNS side).
     pub domains: Arc<DomainMap>,
+    /// Whether the resolver runs: then a decision made without a name may change once the
+    /// app looks one up, and the kernel repeats it only briefly.
+    pub dns: bool,
 }
 
 /// The running enforcement: rules installed, verdict thread answering.
@@ -179,9 +182,10 @@ impl Enforcer {
         let shared = self.shared.clone();
         let stop = Arc::clone(&self.fast_stop);
         let flows = Arc::clone(&self.flows);
+        let firewall = self.config.clone();
         let thread = std::thread::Builder::new()
             .name("fast-path-log".into())
-            .spawn(move || log_fast_events(events, &shared, &slots, &flows, &stop))
+            .spawn(move || log_fast_events(events, &shared, &slots, &flows, &firewall, &stop))
             .context("cannot start the fast path's log thread")?;
         self.fast_thread = Some(thread);
         tracing::info!("fast path on: cached decisions are repeated in the kernel");
@@ -217,7 +221,8 @@ impl Enforcer {
     pub fn redecide_live(&self, snapshot: &crate::store::Snapshot) {
         if self.flows.len() > LiveFlows::MAX / 4 {
             match portcullis_intercept::allowed_connections(&self.config) {
-                Ok(live) => {
+                // Only a complete list says which flows are gone.
+                Ok(live) if live.len() < LiveFlows::MAX => {
                     let live: HashSet<FlowKey> = live
                         .into_iter()
                         .map(|c| FlowKey {
@@ -228,6 +233,7 @@ impl Enforcer {
                         .collect();
                     self.flows.retain(&live);
                 }
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot list the live connections"),
             }
         }
@@ -256,11 +262,9 @@ impl Enforcer {
                 dst: key.dst,
             };
             match portcullis_intercept::forget_connections(&self.config, filter) {
-                Ok(n) => {
-                    cuts += n;
-                    // Cut now, or gone already: either way no longer a live allowed one.
-                    self.flows.remove(&key);
-                }
+                // Kept either way: a cut connection may come back (its next packet is queued
+                // and decided), and one found gone is pruned with the next complete list.
+                Ok(n) => cuts += n,
                 Err(e) => tracing::warn!(error = %e, "cannot re-decide a live connection"),
             }
         }
@@ -306,6 +310,7 @@ fn log_fast_events(
     shared: &Shared,
     slots: &AppSlots,
     flows: &LiveFlows,
+    firewall: &InterceptConfig,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
@@ -327,7 +332,19 @@ fn log_fast_events(
             };
             flows.insert(key, &app, Direction::Outbound, local);
         }
-        let info = fast_connection(shared, &event, app);
+        let (info, now_blocked) = fast_connection(shared, &event, app);
+        if now_blocked && let (FastVerdict::Allow, Some(local)) = (event.verdict, event.local) {
+            // Allowed in the kernel under a policy that changed since (the change's own
+            // re-decision may have run before this report came): decide it again now.
+            let filter = ForgetFilter::AllowedFlow {
+                protocol: event.protocol,
+                src: local,
+                dst: event.remote,
+            };
+            if let Err(e) = portcullis_intercept::forget_connections(firewall, filter) {
+                tracing::warn!(error = %e, "cannot re-decide a connection the kernel allowed");
+            }
+        }
         publish(shared, info);
     }
 }
@@ -343,8 +360,8 @@ fn publish(shared: &Shared, info: ConnectionInfo) {
 }
 
 /// A connection the kernel decided, as the log and subscribers see it: the policy's
-/// explanation for it now, with the kernel's verdict.
-fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> ConnectionInfo {
+/// explanation for it now, with the kernel's verdict; and whether the policy now blocks it.
+fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> (ConnectionInfo, bool) {
     let verdict = match event.verdict {
         FastVerdict::Allow => Verdict::Allow,
         FastVerdict::Block => Verdict::Block,
@@ -363,7 +380,8 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> Connectio
         app: &app,
         domain: domain.as_deref(),
     };
-    let (mut explanation, scope) = decide_observed(&snapshot, &seen, false);
+    let (mut explanation, scope) = decide_observed(&snapshot, &seen, true);
+    let now_blocked = matches!(explanation.verdict, Verdict::Block | Verdict::Drop);
     if explanation.verdict != verdict {
         // The policy changed since the kernel decided (a moment's race): say what happened.
         explanation = Explanation {
@@ -386,7 +404,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> Connectio
         },
         |l| l.ip(),
     );
-    ConnectionInfo {
+    let info = ConnectionInfo {
         id: shared.log.next_id(),
         unix_ms: crate::now_ms(),
         app,
@@ -401,7 +419,8 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> Connectio
         scope,
         explanation,
         decided_in_kernel: true,
-    }
+    };
+    (info, now_blocked)
 }
 
 /// Starts attribution: with eBPF on `ebpf_cgroup` when given, falling back to sock_diag and
@@ -447,6 +466,8 @@ fn app_name(app: &AppIdentity) -> String {
     }
 }
 
+/// How long the kernel repeats a decision made without a name while the resolver runs.
+const UNNAMED_DECISION_LIFETIME: Duration = Duration::from_secs(30);
 /// Most app keys remembered as "profile requested" before the set is cleared.
 const REQUESTED_MAX: usize = 4096;
 /// Bounds on held packets: prompts open at once, per app, and packets merged into one.
@@ -490,6 +511,9 @@ struct VerdictLoop {
     shared: Shared,
     replies: Receiver<PromptReply>,
     requested: HashSet<String>,
+    /// The policy generation `requested` belongs to: a new one (e.g. a profile forgotten to
+    /// make room) may need the profile again.
+    requested_in: u64,
     held: HashMap<u64, Held>,
     /// The snapshot held prompts were last decided with.
     decided_with: Option<Arc<crate::store::Snapshot>>,
@@ -532,6 +556,7 @@ impl VerdictLoop {
             shared,
             replies,
             requested: HashSet::new(),
+            requested_in: 0,
             held: HashMap::new(),
             decided_with: None,
             fast: None,
@@ -918,6 +943,10 @@ impl VerdictLoop {
         let app = process.map_or_else(|| KERNEL_KEY.to_string(), |p| p.app.key());
 
         let (snapshot, generation) = shared.policy.load_with_generation();
+        if generation != self.requested_in {
+            self.requested.clear();
+            self.requested_in = generation;
+        }
         if let Some(p) = process
             && !snapshot.apps.contains_key(&app)
             && !self.requested.contains(&app)
@@ -952,8 +981,12 @@ impl VerdictLoop {
             && direction == Direction::Outbound
             && (packet.protocol != Protocol::Tcp || packet.tcp_syn)
         {
-            // A decision that used the app's lookup counts only as long as the lookup does.
-            let valid_for = domain.as_ref().map(|(_, left)| *left);
+            // A decision that used the app's lookup counts only as long as the lookup does;
+            // one made without a name, only until the app might look one up.
+            let valid_for = domain
+                .as_ref()
+                .map(|(_, left)| *left)
+                .or(shared.dns.then_some(UNNAMED_DECISION_LIFETIME));
             self.cache_in_kernel(kernel, &app, &seen, &explanation, generation, valid_for);
         }
         let connection_id = shared.log.next_id();

@@ -159,6 +159,9 @@ impl DomainTable {
 impl DomainMap {
     /// Most entries kept.
     pub const MAX: usize = 65_536;
+    /// Most entries kept for one app, so one app's flood of lookups cannot push out the
+    /// names of the others.
+    pub const MAX_PER_APP: usize = 8_192;
     /// How long an answer counts after its TTL.
     pub const GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -185,6 +188,18 @@ impl DomainMap {
                 let cutoff = ends.get(Self::MAX / 8).copied();
                 t.retain(|e| cutoff.is_none_or(|c| e.until > c));
             }
+        }
+        if let Some(addrs) = t.by_app.get_mut(app)
+            && addrs.len() >= Self::MAX_PER_APP
+            && !addrs.contains_key(&addr)
+        {
+            // This app's oldest eighth goes (expired ones first, as they end soonest).
+            let mut ends: Vec<std::time::Instant> = addrs.values().map(|e| e.until).collect();
+            ends.sort_unstable();
+            let cutoff = ends.get(Self::MAX_PER_APP / 8).copied();
+            let before = addrs.len();
+            addrs.retain(|_, e| cutoff.is_none_or(|c| e.until > c));
+            t.len -= before - addrs.len();
         }
         let entry = DomainEntry {
             name: Arc::from(name),
@@ -291,6 +306,7 @@ impl LiveFlows {
     }
 
     /// Forgets one flow.
+    #[cfg(test)]
     pub fn remove(&self, key: &FlowKey) {
         let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         t.flows.remove(key);
@@ -470,7 +486,26 @@ mod tests {
         );
         let later = now + std::time::Duration::from_secs(60) + DomainMap::GRACE;
         assert_eq!(map.lookup("/bin/a", ip, later), None, "expired");
-        // Bounded: a flood of entries keeps at most MAX.
+        // One app's flood stays within its own share and leaves other apps' names alone.
+        map.record(
+            "/bin/b",
+            ip,
+            "other.test",
+            std::time::Duration::from_secs(60),
+            now,
+        );
+        for i in 0..(DomainMap::MAX_PER_APP as u32 * 2) {
+            map.record(
+                "/bin/a",
+                std::net::Ipv4Addr::from(i + 7).into(),
+                "x.test",
+                std::time::Duration::from_secs(60),
+                now,
+            );
+        }
+        assert!(map.inner.lock().unwrap().by_app["/bin/a"].len() <= DomainMap::MAX_PER_APP);
+        assert!(map.lookup("/bin/b", ip, now).is_some());
+        // Bounded in all: a flood of entries keeps at most MAX.
         for i in 0..(DomainMap::MAX as u32 + 10) {
             map.record(
                 "/bin/a",

@@ -157,6 +157,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             events: events.clone(),
             new_apps,
             domains: domains.clone(),
+            dns: dns.is_some(),
         };
         let started = tokio::task::spawn_blocking(move || {
             Enforcer::start(config, ebpf_cgroup, fast_path, shared, replies)

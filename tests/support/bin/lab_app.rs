@@ -21,7 +21,8 @@
 //! one process, each a new socket: every attempt but the last prints `attempt K ok …` or
 //! `attempt K error … code=C` (and only connects: `--hold-ms`, `--echo-every-ms` and
 //! `--ready` apply to the last); the last prints and exits as a single attempt would. `--pause-ms`
-//! waits that long between attempts.
+//! waits that long between attempts. `--mark HEX` (TCP) sets the socket's mark (SO_MARK, as
+//! root) before it connects, as software with CAP_NET_ADMIN can.
 
 #[path = "../app_codes.rs"]
 mod app_codes;
@@ -46,6 +47,7 @@ struct Opts {
     ready: bool,
     repeat: u32,
     pause: Duration,
+    mark: Option<u32>,
 }
 
 /// A failure with the exit code it maps to.
@@ -138,6 +140,7 @@ fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
         ready: false,
         repeat: 1,
         pause: Duration::ZERO,
+        mark: None,
     };
     loop {
         match rest {
@@ -170,6 +173,11 @@ fn parse_opts(mut rest: &[&str]) -> Result<Opts, Failure> {
             ["--repeat", n, tail @ ..] => {
                 let n: u32 = n.parse().map_err(|_| usage("bad count"))?;
                 opts.repeat = n.clamp(1, 10_000);
+                rest = tail;
+            }
+            ["--mark", hex, tail @ ..] => {
+                let hex = hex.trim_start_matches("0x");
+                opts.mark = Some(u32::from_str_radix(hex, 16).map_err(|_| usage("bad mark"))?);
                 rest = tail;
             }
             ["--pause-ms", ms, tail @ ..] => {
@@ -312,6 +320,73 @@ fn fail(step: &str, peer: SocketAddr, e: &io::Error, reading: bool) -> Failure {
     }
 }
 
+/// A TCP connection from a socket whose mark is set before it connects.
+fn connect_marked(peer: SocketAddr, mark: u32, timeout: Duration) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    let family = if peer.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nothing else owns; the stream closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<u32>()).unwrap_or(4);
+    // SAFETY: `mark` lives for the call and is `len` bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            std::ptr::from_ref(&mark).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    stream.set_write_timeout(Some(timeout))?;
+    let (addr, addr_len) = match peer {
+        SocketAddr::V4(v4) => {
+            // SAFETY: zeroed sockaddr_in is a valid value.
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(2);
+            sa.sin_port = v4.port().to_be();
+            sa.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            let mut storage: libc::sockaddr_storage =
+                // SAFETY: zeroed sockaddr_storage is a valid value.
+                unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            unsafe { std::ptr::write(std::ptr::from_mut(&mut storage).cast(), sa) };
+            (storage, std::mem::size_of::<libc::sockaddr_in>())
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: zeroed sockaddr_in6 is a valid value.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::sa_family_t::try_from(libc::AF_INET6).unwrap_or(10);
+            sa.sin6_port = v6.port().to_be();
+            sa.sin6_addr.s6_addr = v6.ip().octets();
+            let mut storage: libc::sockaddr_storage =
+                // SAFETY: zeroed sockaddr_storage is a valid value.
+                unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            unsafe { std::ptr::write(std::ptr::from_mut(&mut storage).cast(), sa) };
+            (storage, std::mem::size_of::<libc::sockaddr_in6>())
+        }
+    };
+    let addr_len = libc::socklen_t::try_from(addr_len).unwrap_or(0);
+    // SAFETY: `addr` holds a valid address of `addr_len` bytes for the call.
+    let rc = unsafe { libc::connect(fd, std::ptr::from_ref(&addr).cast(), addr_len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
 /// With `--ready`: the `ready …` line, flushed at once (stdout may be a file).
 fn announce(opts: &Opts, step: &str, peer: SocketAddr, local: SocketAddr) {
     if opts.ready {
@@ -327,8 +402,11 @@ fn announce(opts: &Opts, step: &str, peer: SocketAddr, local: SocketAddr) {
 
 fn tcp(peer: SocketAddr, opts: &Opts) -> Result<String, Failure> {
     let step = "connect tcp";
-    let mut s =
-        TcpStream::connect_timeout(&peer, opts.timeout).map_err(|e| fail(step, peer, &e, false))?;
+    let mut s = match opts.mark {
+        None => TcpStream::connect_timeout(&peer, opts.timeout),
+        Some(mark) => connect_marked(peer, mark, opts.timeout),
+    }
+    .map_err(|e| fail(step, peer, &e, false))?;
     let local = s.local_addr().map_err(|e| fail(step, peer, &e, false))?;
     announce(opts, step, peer, local);
     let mut line = format!("{step} peer={peer} local={local}");

@@ -32,7 +32,8 @@ struct FastConfig {
     enabled: u32,
     mask: u32,
     allow: u32,
-    pad: u32,
+    /// This process (the helper): its own sockets keep the bits it sets on them.
+    helper: u32,
     generation: u64,
 }
 
@@ -181,7 +182,7 @@ impl FastPath {
                 enabled: 1,
                 mask: m.mask,
                 allow: m.allow & m.mask,
-                pad: 0,
+                helper: std::process::id(),
                 generation,
             },
             Some(m) => {
