@@ -4,7 +4,9 @@
 //! reading is done by the caller. This module must not grant an identity on a claim it can
 //! check and that fails the check: a cgroup name is chosen by whoever starts the scope, so a
 //! Flatpak claim needs the sandbox's own `/.flatpak-info` (which an unsandboxed process cannot
-//! create as a non-root user) when that file can be read. The `APPIMAGE` variable is only
+//! create as a non-root user), and a Snap claim needs the process's AppArmor label, which
+//! snapd gives its apps (`snap.<name>.<app>`) and nobody else can choose — or, for a snap
+//! without confinement, an executable inside that snap (`/snap/<name>/…`). The `APPIMAGE` variable is only
 //! consulted for a process whose executable lies inside an AppImage (see [`inside_appimage`]):
 //! every program an AppImage starts inherits the variable, and reading a process' environment
 //! costs a copy from its memory on the verdict thread.
@@ -36,32 +38,54 @@ pub(crate) struct IdentityFacts<'a> {
     /// `APPIMAGE` from the environment, already checked to name an existing file; only read
     /// when the executable is [`inside_appimage`].
     pub appimage: Option<PathBuf>,
+    /// The process's security label (`/proc/PID/attr/current`, e.g.
+    /// `snap.spotify.spotify (enforce)`); only read when the cgroup claims a snap.
+    pub label: Option<String>,
     /// The executable path.
     pub exe: &'a std::path::Path,
 }
 
-/// Decides the app: Flatpak (cgroup claim, confirmed by `/.flatpak-info` when readable), then
-/// Snap (cgroup), then AppImage, else the executable.
+/// Decides the app: Flatpak (cgroup claim, confirmed by the sandbox's `/.flatpak-info`), then
+/// Snap (cgroup claim, confirmed by the AppArmor label or, unconfined, the executable's place),
+/// then AppImage, else the executable. A claim that cannot be confirmed is ignored.
 pub(crate) fn identify(facts: IdentityFacts<'_>) -> AppIdentity {
     if let Some(claimed) = flatpak_from_cgroup(facts.cgroup) {
         match facts.flatpak_info {
             FlatpakInfo::App(id) => return AppIdentity::Flatpak(id),
-            FlatpakInfo::Unreadable => return AppIdentity::Flatpak(claimed),
-            FlatpakInfo::Absent => {
+            FlatpakInfo::Unreadable | FlatpakInfo::Absent => {
                 tracing::debug!(
                     claimed = %claimed,
-                    "cgroup names a Flatpak app but the process has no /.flatpak-info; ignoring the claim"
+                    "cgroup names a Flatpak app but its /.flatpak-info cannot confirm it; ignoring the claim"
                 );
             }
         }
     }
     if let Some(name) = snap_from_cgroup(facts.cgroup) {
-        return AppIdentity::Snap(name);
+        if snap_confirmed(&name, facts.label.as_deref(), facts.exe) {
+            return AppIdentity::Snap(name);
+        }
+        tracing::debug!(claimed = %name, "cgroup names a snap that its label and executable do not confirm; ignoring the claim");
     }
     if let Some(path) = facts.appimage {
         return AppIdentity::AppImage(path);
     }
     AppIdentity::Executable(facts.exe.to_path_buf())
+}
+
+/// Whether a process whose cgroup claims snap `name` is that snap: its AppArmor label is the
+/// snap's (`snap.<name>.<app>`), or — unconfined or without AppArmor (classic snaps) — its
+/// executable lies inside the snap (`/snap/<name>/` or `/var/lib/snapd/snap/<name>/`).
+fn snap_confirmed(name: &str, label: Option<&str>, exe: &Path) -> bool {
+    let label = label.map(|l| l.split(' ').next().unwrap_or_default().trim());
+    match label {
+        Some(l) if !l.is_empty() && l != "unconfined" => l
+            .strip_prefix("snap.")
+            .and_then(|rest| rest.strip_prefix(name))
+            .is_some_and(|rest| rest.starts_with('.')),
+        _ => [Path::new("/snap"), Path::new("/var/lib/snapd/snap")]
+            .iter()
+            .any(|root| exe.starts_with(root.join(name))),
+    }
 }
 
 /// Whether `exe` lies inside an AppImage, so that its `APPIMAGE` variable is worth reading: the
@@ -158,6 +182,7 @@ mod tests {
             cgroup,
             flatpak_info: info,
             appimage: None,
+            label: None,
             exe: Path::new("/usr/bin/true"),
         }
     }
@@ -232,9 +257,10 @@ mod tests {
             identify(facts(&flatpak, FlatpakInfo::App("org.other.App".into()))),
             AppIdentity::Flatpak("org.other.App".into())
         );
+        // A claim that cannot be checked is not believed.
         assert_eq!(
             identify(facts(&flatpak, FlatpakInfo::Unreadable)),
-            AppIdentity::Flatpak("org.mozilla.firefox".into())
+            AppIdentity::Executable("/usr/bin/true".into())
         );
         // A scope named like Flatpak's, without a sandbox: the executable decides.
         assert_eq!(
@@ -242,10 +268,28 @@ mod tests {
             AppIdentity::Executable("/usr/bin/true".into())
         );
         let snap = format!("{USER}/snap.spotify.spotify-1.scope");
+        // A scope named like a snap's, from any program: not believed.
         assert_eq!(
             identify(facts(&snap, FlatpakInfo::Absent)),
-            AppIdentity::Snap("spotify".into())
+            AppIdentity::Executable("/usr/bin/true".into())
         );
+        // The snap's AppArmor label confirms it; another snap's label does not.
+        let mut labelled = facts(&snap, FlatpakInfo::Absent);
+        labelled.label = Some("snap.spotify.spotify (enforce)\n".into());
+        assert_eq!(identify(labelled), AppIdentity::Snap("spotify".into()));
+        let mut other = facts(&snap, FlatpakInfo::Absent);
+        other.label = Some("snap.spotifyx.app (enforce)".into());
+        assert_eq!(
+            identify(other),
+            AppIdentity::Executable("/usr/bin/true".into())
+        );
+        // Unconfined (classic): the executable must lie inside the snap.
+        let inside = IdentityFacts {
+            label: Some("unconfined".into()),
+            exe: Path::new("/snap/spotify/81/usr/share/spotify/spotify"),
+            ..facts(&snap, FlatpakInfo::Absent)
+        };
+        assert_eq!(identify(inside), AppIdentity::Snap("spotify".into()));
         let plain = format!("{USER}/app-gnome-org.gnome.Terminal-1.scope");
         assert_eq!(
             identify(facts(&plain, FlatpakInfo::Absent)),

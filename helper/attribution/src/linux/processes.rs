@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::identity::{FlatpakInfo, IdentityFacts, flatpak_from_cgroup, identify, inside_appimage};
+use super::identity::{
+    FlatpakInfo, IdentityFacts, flatpak_from_cgroup, identify, inside_appimage, snap_from_cgroup,
+};
 use super::pidfd::PidFd;
 use super::procfs::{ProcFs, Stat, parse_passwd, read_text, split_deleted};
 use crate::ProcessInfo;
@@ -260,10 +262,13 @@ impl ProcessCache {
         } else {
             None
         };
+        // The security label is only needed to check a snap claim.
+        let label = snap_from_cgroup(&cgroup).and_then(|_| self.procfs.security_label(pid).ok());
         let app = identify(IdentityFacts {
             cgroup: &cgroup,
             flatpak_info,
             appimage,
+            label,
             exe: &exe,
         });
         Ok(ProcessInfo {

@@ -346,6 +346,11 @@ impl ProcFs {
     pub(crate) fn flatpak_info(&self, pid: u32) -> io::Result<String> {
         read_text(&self.pid_path(pid, "root/.flatpak-info"), SMALL_LIMIT)
     }
+
+    /// The process's security (AppArmor) label, e.g. `snap.spotify.spotify (enforce)`.
+    pub(crate) fn security_label(&self, pid: u32) -> io::Result<String> {
+        read_text(&self.pid_path(pid, "attr/current"), SMALL_LIMIT)
+    }
 }
 
 fn invalid(what: &'static str) -> io::Error {

@@ -328,6 +328,12 @@ fn process_identity_flatpak_snap_appimage_and_deleted_exe() {
             ..Fake::default()
         },
     );
+    // snapd's AppArmor label confirms the scope's claim.
+    std::fs::create_dir_all(t.root.join("302/attr")).unwrap();
+    write(
+        &t.root.join("302/attr/current"),
+        b"snap.spotify.spotify (enforce)\n",
+    );
     let image = t.root.parent().unwrap().join("Tool.AppImage");
     write(&image, b"ELF");
     let environ = format!("HOME=/home/u\0APPIMAGE={}\0", image.display());
