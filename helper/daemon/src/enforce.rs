@@ -895,11 +895,28 @@ impl VerdictLoop {
         };
         let hook = pending.direction().unwrap_or(Direction::Outbound);
         // A TCP packet without SYN is the middle of a connection whose tracking entry was
-        // deleted (a re-decision): the connection was opened the other way round, e.g. the
-        // server's data of our download arrives at INPUT. Decide it as what it is.
-        let direction = match (packet.protocol, packet.tcp_syn, hook) {
-            (Protocol::Tcp, false, Direction::Inbound) => Direction::Outbound,
-            (Protocol::Tcp, false, Direction::Outbound) => Direction::Inbound,
+        // deleted (a re-decision). Which side opened it is what the table of live connections
+        // says; a connection it does not know (opened before this helper ran) is taken to be
+        // one opened the other way round, as the usual first packet after the deletion is the
+        // server's data of our download arriving at INPUT.
+        let direction = match (
+            packet.protocol,
+            packet.tcp_syn,
+            packet.src_port,
+            packet.dst_port,
+        ) {
+            (Protocol::Tcp, false, Some(sp), Some(dp)) => {
+                let (a, b) = (
+                    SocketAddr::new(packet.src, sp),
+                    SocketAddr::new(packet.dst, dp),
+                );
+                self.flows
+                    .direction_of(Protocol::Tcp, a, b)
+                    .unwrap_or(match hook {
+                        Direction::Inbound => Direction::Outbound,
+                        Direction::Outbound => Direction::Inbound,
+                    })
+            }
             _ => hook,
         };
         let (local, local_port, remote, remote_port) = match hook {

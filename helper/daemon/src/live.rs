@@ -299,6 +299,21 @@ impl LiveFlows {
         );
     }
 
+    /// Who opened the kept connection between `a` and `b`, in whichever order they are given.
+    pub fn direction_of(
+        &self,
+        protocol: Protocol,
+        a: SocketAddr,
+        b: SocketAddr,
+    ) -> Option<Direction> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |src, dst| FlowKey { protocol, src, dst };
+        t.flows
+            .get(&key(a, b))
+            .or_else(|| t.flows.get(&key(b, a)))
+            .map(|f| f.direction)
+    }
+
     /// Every kept flow.
     pub fn snapshot(&self) -> Vec<(FlowKey, LiveFlow)> {
         let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
