@@ -290,6 +290,18 @@ fn the_cli_shows_the_resolver_answers_a_name_for_an_app_and_empties_the_cache() 
     let status = helper.ctl_json(["dns", "status"]);
     assert_eq!(status["cache_entries"], 0, "{status}");
 
+    // Apps' own DoH services are refused by name (block_doh, on by default), unless the
+    // app may keep its own resolver.
+    let doh = helper.ctl_json(["dns", "query", "dns.google", "--app", app]);
+    assert_eq!(doh["outcome"], "blocked", "{doh}");
+    assert_eq!(
+        doh["explanation"]["decided_by"]["key"], "block_doh",
+        "{doh}"
+    );
+    helper.ctl_json(["settings", "set", "--app", app, "block_doh", "false"]);
+    let doh = helper.ctl_json(["dns", "query", "dns.google", "--app", app]);
+    assert_ne!(doh["outcome"], "blocked", "{doh}");
+
     // A bad name is refused with the name given back.
     let bad = helper.ctl(["dns", "query", "a..b"]);
     assert!(!bad.success(), "{bad}");

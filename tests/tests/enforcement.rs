@@ -260,9 +260,15 @@ fn a_new_rule_cuts_a_connection_that_is_already_open() {
     assert_eq!(status.code(), Some(REFUSED), "{}", stream.logs());
     // Decided again as what it is: the app's outbound connection, refused by the new rule
     // (not taken for an inbound one because its next packet had no SYN).
-    let last = connections_of(&helper, app.to_str().unwrap()).pop().unwrap();
+    let last = connections_of(&helper, app.to_str().unwrap())
+        .pop()
+        .unwrap();
     assert_eq!(last["direction"], "outbound", "{last}");
-    assert_eq!(last["explanation"]["decided_by"]["text"], format!("- {server}"), "{last}");
+    assert_eq!(
+        last["explanation"]["decided_by"]["text"],
+        format!("- {server}"),
+        "{last}"
+    );
 }
 
 #[test]

@@ -231,21 +231,37 @@ fn our_allow_bits_on_an_apps_socket_never_let_it_past_the_queue() {
     for mark in ["0x10000000", "0x1000abcd"] {
         let out = lab.client().run_app(
             &app,
-            ["connect", "tcp", &server, "7", "--mark", mark, "--timeout-ms", "2000"],
+            [
+                "connect",
+                "tcp",
+                &server,
+                "7",
+                "--mark",
+                mark,
+                "--timeout-ms",
+                "2000",
+            ],
         );
         assert_eq!(out.code(), Some(REFUSED), "mark {mark}: {out}");
     }
     // A mark without our bits is left alone (and decided the same way).
     let out = lab.client().run_app(
         &app,
-        ["connect", "tcp", &server, "7", "--mark", "0xca6c", "--timeout-ms", "2000"],
+        [
+            "connect",
+            "tcp",
+            &server,
+            "7",
+            "--mark",
+            "0xca6c",
+            "--timeout-ms",
+            "2000",
+        ],
     );
     assert_eq!(out.code(), Some(REFUSED), "{out}");
     let conns = connections_until(&helper, key, |c| c.len() >= 3);
     assert!(
-        conns
-            .iter()
-            .all(|c| c["explanation"]["verdict"] == "block"),
+        conns.iter().all(|c| c["explanation"]["verdict"] == "block"),
         "{conns:#?}"
     );
 }

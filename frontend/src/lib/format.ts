@@ -80,6 +80,7 @@ export const settingLabel: Record<SettingKey, string> = {
   prompt_timeout_secs: "Prompt timeout",
   prompt_fallback: "When nobody answers",
   fail_open: "While the helper is not running",
+  block_doh: "Apps' own secure DNS",
 };
 
 export const sourceLabel: Record<SettingSource, string> = {
@@ -203,6 +204,8 @@ export const settingHelp: Record<SettingKey, string> = {
   prompt_timeout_secs: "How long a question waits for your answer.",
   prompt_fallback: "The answer when a question times out.",
   fail_open: "If the helper stops or crashes: keep the network working, or cut it.",
+  block_doh:
+    "Refuse well-known DNS-over-HTTPS services, so apps ask Portcullis' resolver (where your DNS rules apply).",
 };
 
 /** Connections and blocks per app, from the recent connections. */

@@ -89,6 +89,7 @@ pub fn decide(
     let blocking = [
         resolve(SettingKey::BlockInbound, app_settings, global.settings),
         resolve(SettingKey::BlockScopes, app_settings, global.settings),
+        resolve(SettingKey::BlockDoh, app_settings, global.settings),
     ];
     let app_label = app.map(|a| &a.label);
 
@@ -153,7 +154,7 @@ pub fn decide_name(
         country: None,
         asn: None,
     };
-    [app, Some(global)]
+    let by_rule = [app, Some(global)]
         .into_iter()
         .flatten()
         .find_map(|profile| {
@@ -169,7 +170,35 @@ pub fn decide_name(
                 },
                 &facts,
             )
-        })
+        });
+    if by_rule.is_some() || !crate::doh::is_doh_name(name) {
+        return by_rule;
+    }
+    // No rule names it: a DoH/DoT service's name is refused while `block_doh` is on.
+    let entry = resolve(
+        SettingKey::BlockDoh,
+        app.map(|a| a.settings),
+        global.settings,
+    );
+    if entry.value != SettingValue::Bool(true) {
+        return None;
+    }
+    let origin = match entry.source {
+        SettingSource::App => format!("set on {}", label_or_app(app.map(|a| &a.label))),
+        SettingSource::Global => "global settings".to_owned(),
+        SettingSource::Default => "built-in default".to_owned(),
+    };
+    Some(Explanation {
+        verdict: Verdict::Block,
+        summary: format!(
+            "blocked: {name} is a DNS-over-HTTPS/TLS service, so the app uses the system's DNS (block_doh, {origin})"
+        ),
+        decided_by: DecidedBy::Setting {
+            key: SettingKey::BlockDoh,
+            value: entry.value,
+            source: entry.source,
+        },
+    })
 }
 
 /// The first rule of `profile` that matches, as an explanation.
@@ -205,6 +234,19 @@ fn blocked_by_setting(
     let foreign_inbound = facts.direction == Direction::Inbound
         && classify_ip(facts.remote) != AddressClass::Localhost;
     let summary = match (&entry.key, &entry.value) {
+        (SettingKey::BlockDoh, SettingValue::Bool(true))
+            if facts.direction == Direction::Outbound
+                && crate::doh::is_doh_endpoint(facts.remote, facts.remote_port) =>
+        {
+            let origin = match entry.source {
+                SettingSource::App => format!("set on {}", label_or_app(app_label)),
+                SettingSource::Global => "global settings".to_owned(),
+                SettingSource::Default => "built-in default".to_owned(),
+            };
+            format!(
+                "blocked: a well-known DNS-over-HTTPS/TLS service, so the app uses the system's DNS (block_doh, {origin})"
+            )
+        }
         (SettingKey::BlockInbound, SettingValue::Bool(true)) if foreign_inbound => {
             let origin = match entry.source {
                 SettingSource::App => format!("set on {}", label_or_app(app_label)),
@@ -418,6 +460,32 @@ mod tests {
         // Address rules, rules with a port, `+ *` and default_action never decide names.
         assert_eq!(w.decide_name("tracker.net"), None);
         assert_eq!(w.decide_name("elsewhere.io"), None);
+    }
+
+    #[test]
+    fn known_doh_services_are_refused_by_name_and_address_unless_allowed() {
+        let w = World::new();
+        let e = w.decide_name("dns.google").unwrap();
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockDoh, "true", SettingSource::Default)
+        );
+        assert!(e.summary.contains("block_doh"), "{}", e.summary);
+        assert_eq!(w.decide_name("example.com"), None);
+        let e = w.decide(&out("8.8.8.8", 443));
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.decided_by,
+            by_setting(SettingKey::BlockDoh, "true", SettingSource::Default)
+        );
+        assert_eq!(w.decide(&out("8.8.8.8", 80)).verdict, Verdict::Allow);
+        // An app may keep its own resolver; a rule allowing the name also wins.
+        let w = World::new().app_set(SettingKey::BlockDoh, "false");
+        assert_eq!(w.decide_name("dns.google"), None);
+        assert_eq!(w.decide(&out("1.1.1.1", 853)).verdict, Verdict::Allow);
+        let w = World::new().app_rules(&["+ dns.google"]);
+        assert_eq!(w.decide_name("dns.google").unwrap().verdict, Verdict::Allow);
     }
 
     fn by_rule(profile: ProfileLabel, id: i64, text: &str) -> DecidedBy {

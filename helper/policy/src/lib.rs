@@ -12,6 +12,7 @@ pub mod rule;
 pub mod scope;
 pub mod settings;
 
+pub mod doh;
 pub use decide::{Facts, ProfileRules, StoredRule, decide, decide_name};
 pub use rule::{Direction, Entity, PortSpec, Protocol, Rule, RuleAction, RuleError};
 pub use scope::{AddressClass, classify_ip};

@@ -27,6 +27,8 @@ pub fn builtin_default(key: SettingKey) -> SettingValue {
         SettingKey::PromptFallback => SettingValue::Action(Action::Block),
         // A stopped or crashed helper must not cut the machine off the network.
         SettingKey::FailOpen => SettingValue::Bool(true),
+        // Apps' own resolvers would bypass every DNS rule: make them fall back to ours.
+        SettingKey::BlockDoh => SettingValue::Bool(true),
     }
 }
 

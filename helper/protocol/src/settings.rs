@@ -108,14 +108,19 @@ pub enum SettingKey {
     PromptFallback,
     /// Global only. `true`: traffic passes while the helper is not running; `false`: it stops.
     FailOpen,
+    /// `true`/`false`: refuse well-known DNS-over-HTTPS/TLS services (by name at the resolver,
+    /// by address on ports 443 and 853), so apps fall back to the system's DNS, which is
+    /// Portcullis'.
+    BlockDoh,
 }
 
 impl SettingKey {
     /// Every key, in display order.
-    pub const ALL: [SettingKey; 6] = [
+    pub const ALL: [SettingKey; 7] = [
         SettingKey::DefaultAction,
         SettingKey::BlockInbound,
         SettingKey::BlockScopes,
+        SettingKey::BlockDoh,
         SettingKey::PromptTimeoutSecs,
         SettingKey::PromptFallback,
         SettingKey::FailOpen,
@@ -130,6 +135,7 @@ impl SettingKey {
             SettingKey::PromptTimeoutSecs => "prompt_timeout_secs",
             SettingKey::PromptFallback => "prompt_fallback",
             SettingKey::FailOpen => "fail_open",
+            SettingKey::BlockDoh => "block_doh",
         }
     }
 
@@ -152,6 +158,9 @@ impl SettingKey {
             SettingKey::PromptFallback => "verdict when a prompt is not answered: allow or block",
             SettingKey::FailOpen => {
                 "global only: let traffic pass while the helper is not running: true or false"
+            }
+            SettingKey::BlockDoh => {
+                "refuse well-known DNS-over-HTTPS/TLS services, so apps use the system's DNS: true or false"
             }
         }
     }
@@ -229,11 +238,13 @@ impl SettingValue {
                 "block" => Action::Block,
                 _ => return Err(bad("allow or block")),
             }),
-            SettingKey::BlockInbound | SettingKey::FailOpen => SettingValue::Bool(match text {
-                "true" | "yes" | "on" => true,
-                "false" | "no" | "off" => false,
-                _ => return Err(bad("true or false")),
-            }),
+            SettingKey::BlockInbound | SettingKey::FailOpen | SettingKey::BlockDoh => {
+                SettingValue::Bool(match text {
+                    "true" | "yes" | "on" => true,
+                    "false" | "no" | "off" => false,
+                    _ => return Err(bad("true or false")),
+                })
+            }
             SettingKey::BlockScopes => {
                 let mut scopes = Vec::new();
                 for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -266,7 +277,10 @@ impl SettingValue {
         let fits = match (key, self) {
             (SettingKey::DefaultAction, SettingValue::Action(_)) => true,
             (SettingKey::PromptFallback, SettingValue::Action(a)) => *a != Action::Ask,
-            (SettingKey::BlockInbound | SettingKey::FailOpen, SettingValue::Bool(_)) => true,
+            (
+                SettingKey::BlockInbound | SettingKey::FailOpen | SettingKey::BlockDoh,
+                SettingValue::Bool(_),
+            ) => true,
             (SettingKey::BlockScopes, SettingValue::Scopes(s)) => {
                 // As `parse` makes it: sorted, without duplicates (so at most 5).
                 s.windows(2).all(|w| matches!(w, [a, b] if a < b))
