@@ -307,3 +307,80 @@ fn the_cli_shows_the_resolver_answers_a_name_for_an_app_and_empties_the_cache() 
     assert!(!bad.success(), "{bad}");
     assert!(bad.stderr.contains("a..b"), "{bad}");
 }
+
+#[test]
+fn tcp_queries_and_the_libc_resolver_land_on_the_helper_and_ipv6_dns_is_refused() {
+    require_root!();
+    let lab = Lab::new("dns-paths");
+    let server = lab.server().ipv4();
+    let dnsmasq = start_dnsmasq(
+        lab.server(),
+        server.into(),
+        53,
+        "test",
+        &["shop.test,192.0.2.10"],
+        &[],
+    );
+    let config = format!(
+        "[dns]\nenabled = true\n[dns.resolver]\nlisten = [\"{RESOLVER}:53\"]\n\
+         upstreams = [\"plain://{server}\"]\n\
+         local_zones = [{{ zone = \"test\", servers = [\"plain://{server}\"] }}]\n"
+    );
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let (browser, tracker) = (lab.app("browser"), lab.app("tracker"));
+    helper.ctl_json([
+        "rules",
+        "add",
+        "--app",
+        tracker.to_str().unwrap(),
+        "-",
+        ".shop.test",
+    ]);
+    let direct = server.to_string();
+
+    // Raw TCP queries to another resolver: redirected, attributed, decided per app.
+    let out = lab
+        .client()
+        .run_app(&tracker, ["query", &direct, "shop.test", "--tcp"]);
+    assert_eq!(out.code(), Some(RESOLVE), "{out}");
+    assert!(out.stdout.contains("rcode=3"), "{out}");
+    let out = lab
+        .client()
+        .run_app(&browser, ["query", &direct, "shop.test", "--tcp"]);
+    assert_eq!(out.code(), Some(OK), "{out}");
+
+    // The libc resolver (getent, whatever /etc/resolv.conf names): also the helper's, and
+    // getent is an app of its own, with its own rules.
+    let getent = |name: &str| {
+        let mut cmd = std::process::Command::new("getent");
+        cmd.args(["hosts", name]);
+        lab.client().output(cmd)
+    };
+    let out = getent("shop.test");
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("192.0.2.10"), "{out}");
+    helper.ctl_json(["rules", "add", "--app", "/usr/bin/getent", "-", "shop.test"]);
+    let out = getent("shop.test");
+    assert!(!out.success(), "blocked for getent: {out}");
+    // Only the helper ever asked dnsmasq.
+    for line in dnsmasq.stderr().lines().filter(|l| l.contains("query[")) {
+        assert!(
+            line.contains(&format!("from {}", lab.client().ipv4())),
+            "{line}"
+        );
+    }
+
+    // IPv6 DNS to another resolver is refused at once (the helper has no IPv6 address to
+    // redirect it to), so stub resolvers move on to IPv4; nothing leaves.
+    let v6 = lab.server().ipv6().to_string();
+    let started = std::time::Instant::now();
+    let out = lab.client().run_app(&browser, ["query", &v6, "shop.test"]);
+    assert_ne!(out.code(), Some(OK), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "refused at once: {out}"
+    );
+}

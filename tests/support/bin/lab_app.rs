@@ -11,7 +11,7 @@
 //! lab-app connect udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (connect() + send())
 //! lab-app send    udp HOST PORT [--send TEXT] [--no-reply] [--timeout-ms N]   (unconnected sendto())
 //! lab-app resolve NAME
-//! lab-app query SERVER NAME     (one DNS query for NAME's A records, over UDP to SERVER:53)
+//! lab-app query SERVER NAME [--tcp]   (one DNS query for NAME's A records to SERVER:53, UDP or TCP)
 //! ```
 //! HOST is an IP literal or a name resolved by the system resolver. UDP sends `lab-app` unless
 //! `--send` says otherwise and waits for the echo unless `--no-reply`. With `--ready`, a line
@@ -90,7 +90,8 @@ fn run(args: &[String]) -> Result<String, Failure> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     match strs.as_slice() {
         ["resolve", name] => resolve(name),
-        ["query", server, name] => query(server, name),
+        ["query", server, name] => query(server, name, false),
+        ["query", server, name, "--tcp"] => query(server, name, true),
         [
             verb @ ("connect" | "send"),
             proto @ ("tcp" | "udp"),
@@ -214,7 +215,7 @@ fn resolve(name: &str) -> Result<String, Failure> {
 
 /// Asks `server`:53 over UDP for `name`'s A records (no system resolver involved): `ok` with
 /// the addresses on NOERROR with answers, `RESOLVE` with the rcode otherwise.
-fn query(server: &str, name: &str) -> Result<String, Failure> {
+fn query(server: &str, name: &str, tcp: bool) -> Result<String, Failure> {
     let ip: IpAddr = server.parse().map_err(|_| usage("bad server address"))?;
     let peer = SocketAddr::new(ip, 53);
     let id = u16::try_from(std::process::id() & 0xffff).unwrap_or(1);
@@ -231,16 +232,36 @@ fn query(server: &str, name: &str) -> Result<String, Failure> {
         IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     };
-    let sock = UdpSocket::bind(bind).map_err(|e| fail("bind", peer, &e, false))?;
-    sock.set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| fail("timeout", peer, &e, false))?;
-    sock.connect(peer)
-        .map_err(|e| fail("connect", peer, &e, false))?;
-    sock.send(&q).map_err(|e| fail("send", peer, &e, false))?;
     let mut buf = [0_u8; 1500];
-    let n = sock
-        .recv(&mut buf)
-        .map_err(|e| fail("recv", peer, &e, true))?;
+    let n = if tcp {
+        // RFC 1035 4.2.2: a two-byte length, then the message.
+        let mut s = TcpStream::connect_timeout(&peer, Duration::from_secs(3))
+            .map_err(|e| fail("connect", peer, &e, false))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| fail("timeout", peer, &e, false))?;
+        let len = u16::try_from(q.len()).map_err(|_| usage("query too long"))?;
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        s.write_all(&framed)
+            .map_err(|e| fail("send", peer, &e, false))?;
+        let mut len = [0_u8; 2];
+        s.read_exact(&mut len)
+            .map_err(|e| fail("recv", peer, &e, true))?;
+        let n = usize::from(u16::from_be_bytes(len)).min(buf.len());
+        let body = buf.get_mut(..n).ok_or_else(|| usage("reply too long"))?;
+        s.read_exact(body)
+            .map_err(|e| fail("recv", peer, &e, true))?;
+        n
+    } else {
+        let sock = UdpSocket::bind(bind).map_err(|e| fail("bind", peer, &e, false))?;
+        sock.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| fail("timeout", peer, &e, false))?;
+        sock.connect(peer)
+            .map_err(|e| fail("connect", peer, &e, false))?;
+        sock.send(&q).map_err(|e| fail("send", peer, &e, false))?;
+        sock.recv(&mut buf)
+            .map_err(|e| fail("recv", peer, &e, true))?
+    };
     let reply = buf.get(..n).unwrap_or_default();
     let bad = || Failure {
         code: app_codes::FAILED,
