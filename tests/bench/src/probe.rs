@@ -13,6 +13,7 @@
 //! pcl-probe exit      HOST PORT                  → "ok"           (connect, then exit at once)
 //! pcl-probe hold      HOST PORT MILLIS COUNT     → "held LOCAL…"  (COUNT connects, kept MILLIS)
 //! pcl-probe udp-storm HOST PORT MILLIS RING THREADS → "udp SENT ELAPSED_NS ERRORS"
+//! pcl-probe dns       HOST PORT NAME COUNT WARMUP → "lat NS NS …"  (COUNT timed A queries, UDP)
 //! ```
 //!
 //! TCP connections are closed with a reset (`SO_LINGER` 0) so that tens of thousands of them
@@ -66,6 +67,9 @@ fn run(args: &[String]) -> Result<String, String> {
         ["udp-storm", host, port, ms, ring, threads] => {
             udp_storm(addr(host, port)?, millis(ms)?, num(ring)?, num(threads)?)
         }
+        ["dns", host, port, name, count, warmup] => {
+            dns_latency(addr(host, port)?, name, num(count)?, num(warmup)?)
+        }
         _ => Err(format!("usage: see the module docs; got {a:?}")),
     }
 }
@@ -76,6 +80,50 @@ fn addr(host: &str, port: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("bad IPv4 address {host:?}"))?;
     let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
     Ok(SocketAddr::new(ip.into(), port))
+}
+
+/// `count` DNS queries for `name`'s A records (after `warmup` untimed ones), one after the
+/// other from one connected UDP socket, each timed from send to the reply with its id. A
+/// UDP echo server answers with the query itself, which counts as a reply: the floor.
+fn dns_latency(
+    peer: SocketAddr,
+    name: &str,
+    count: usize,
+    warmup: usize,
+) -> Result<String, String> {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| format!("bind: {e}"))?;
+    sock.connect(peer)
+        .map_err(|e| format!("connect {peer}: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| format!("timeout: {e}"))?;
+    let mut query = vec![0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        let len = u8::try_from(label.len()).map_err(|_| format!("label too long: {label}"))?;
+        query.push(len);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut buf = [0_u8; 1500];
+    let mut line = String::from("lat");
+    for i in 0..(warmup + count) {
+        let id = u16::try_from(i % 65_536).unwrap_or(0);
+        if let [a, b, ..] = query.as_mut_slice() {
+            [*a, *b] = id.to_be_bytes();
+        }
+        let start = Instant::now();
+        sock.send(&query).map_err(|e| format!("send: {e}"))?;
+        loop {
+            let n = sock.recv(&mut buf).map_err(|e| format!("query {i}: {e}"))?;
+            if buf.get(..2) == Some(&id.to_be_bytes()[..]) && n >= 12 {
+                break;
+            }
+        }
+        let ns = start.elapsed().as_nanos();
+        if i >= warmup {
+            line.push_str(&format!(" {ns}"));
+        }
+    }
+    Ok(line)
 }
 
 fn num(s: &str) -> Result<usize, String> {
