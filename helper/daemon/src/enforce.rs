@@ -213,6 +213,28 @@ impl Enforcer {
         Ok(())
     }
 
+    /// Forgets in conntrack the allowed connections the full table of live flows pushed out,
+    /// so their next packet is queued, decided and recorded again: a flood of connections can
+    /// push a flow out of the table, never out of re-decision. Returns how many went.
+    pub fn forget_evicted(&self) -> usize {
+        let mut n = 0;
+        for key in self.flows.take_evicted() {
+            let filter = ForgetFilter::AllowedFlow {
+                protocol: key.protocol,
+                src: key.src,
+                dst: key.dst,
+            };
+            match portcullis_intercept::forget_connections(&self.config, filter) {
+                Ok(k) => n += k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot forget a connection pushed out of the table");
+                    break;
+                }
+            }
+        }
+        n
+    }
+
     /// After a policy change: decides every live allowed connection again with `snapshot`
     /// (those the verdict path and the fast path allowed while the helper runs, pruned against
     /// conntrack first when the table fills), and forgets the conntrack entries of those it

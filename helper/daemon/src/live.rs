@@ -269,6 +269,9 @@ pub struct LiveFlows {
 struct LiveTable {
     flows: HashMap<FlowKey, LiveFlow>,
     seq: u64,
+    /// Flows pushed out when the table was full, to be forgotten in conntrack (so their next
+    /// packet is queued, decided and recorded again: no live allowed flow escapes re-decision).
+    evicted: Vec<FlowKey>,
 }
 
 impl LiveFlows {
@@ -282,7 +285,16 @@ impl LiveFlows {
             let mut seqs: Vec<u64> = t.flows.values().map(|f| f.seq).collect();
             seqs.sort_unstable();
             let cutoff = seqs.get(Self::MAX / 8).copied().unwrap_or(u64::MAX);
+            let old: Vec<FlowKey> = t
+                .flows
+                .iter()
+                .filter(|(_, f)| f.seq < cutoff)
+                .map(|(k, _)| *k)
+                .collect();
             t.flows.retain(|_, f| f.seq >= cutoff);
+            if t.evicted.len() + old.len() <= Self::MAX {
+                t.evicted.extend(old);
+            }
         }
         t.seq += 1;
         let seq = t.seq;
@@ -297,6 +309,12 @@ impl LiveFlows {
                 seq,
             },
         );
+    }
+
+    /// The flows pushed out since the last call (see `LiveTable::evicted`).
+    pub fn take_evicted(&self) -> Vec<FlowKey> {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut t.evicted)
     }
 
     /// Who opened the kept connection between `a` and `b`, in whichever order they are given.
@@ -464,6 +482,14 @@ mod tests {
         // One more: the oldest eighth goes.
         flows.insert(key(1, 444), "/bin/a", Direction::Outbound, key(1, 444).src);
         assert_eq!(flows.len(), LiveFlows::MAX - LiveFlows::MAX / 8 + 1);
+        let evicted = flows.take_evicted();
+        assert_eq!(
+            evicted.len(),
+            LiveFlows::MAX / 8,
+            "the pushed-out flows are handed over"
+        );
+        assert!(evicted.iter().all(|k| k.src.port() < 8192));
+        assert!(flows.take_evicted().is_empty());
         let kept = flows.snapshot();
         assert!(
             kept.iter()

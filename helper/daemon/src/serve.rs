@@ -198,6 +198,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
 
     let clients = Arc::new(Clients::default());
     let expiry = tokio::spawn(end_rules_on_time(service.clone(), changes));
+    let evicted = tokio::spawn(forget_evicted_flows(enforcer.clone()));
     let result = loop {
         tokio::select! {
             accepted = server.accept() => match accepted {
@@ -227,6 +228,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         }
     };
     expiry.abort();
+    evicted.abort();
     make_profiles.abort();
     follow_policy.abort();
     // Rules first, then the socket: traffic is never left queued to a helper that is gone.
@@ -269,6 +271,30 @@ async fn dns_request(ctl: &crate::dns::DnsControl, request: Request) -> Reply {
             ErrorCode::Internal,
             "not a DNS request; nothing was changed",
         )),
+    }
+}
+
+/// Once a second, forgets in conntrack the allowed connections the table of live flows had
+/// to push out (see `Enforcer::forget_evicted`).
+async fn forget_evicted_flows(enforcer: SharedEnforcer) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let enforcer = enforcer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let guard = enforcer.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(e) = guard.as_ref() {
+                let n = e.forget_evicted();
+                if n > 0 {
+                    tracing::debug!(
+                        connections = n,
+                        "connections pushed out of the table go back to the queue"
+                    );
+                }
+            }
+        })
+        .await;
     }
 }
 
