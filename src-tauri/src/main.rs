@@ -1,9 +1,11 @@
-//! `portcullis`, the desktop app of Portcullis, unprivileged, in the user's session. Today it
-//! runs in browser mode (`--serve`): the frontend on 127.0.0.1, bridged to the helper by
-//! `portcullis-web`. The Tauri window, tray and prompt window join this binary later, next to
-//! `serve`, sharing the frontend and the `ipc` client; browser mode stays as it is.
-//! It depends only on `protocol`/`ipc` (through `portcullis-web`) and decides nothing itself.
+//! `portcullis`, the desktop app of Portcullis, unprivileged, in the user's session. Without
+//! options it opens the desktop window (Tauri; Linux only, see `desktop`), with its tray and
+//! prompt window; with `--serve` it runs browser mode instead: the same frontend on 127.0.0.1.
+//! Both reach the helper through `portcullis-web`'s bridge over the `ipc` client, carry
+//! `protocol` values unchanged and decide nothing themselves.
 
+#[cfg(target_os = "linux")]
+mod desktop;
 mod serve;
 
 use std::path::PathBuf;
@@ -34,6 +36,9 @@ struct Cli {
     /// another client answers).
     #[arg(long)]
     no_prompts: bool,
+    /// Desktop window: make no tray icon (closing the window then quits the app).
+    #[arg(long)]
+    no_tray: bool,
     /// Trust a socket not owned by root (tests and development only).
     #[arg(long, hide = true)]
     insecure_any_socket_owner: bool,
@@ -49,11 +54,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     if !cli.serve {
-        eprintln!(
-            "portcullis: the desktop window is not built yet; run `portcullis --serve` to use \
-             Portcullis in your browser"
-        );
-        return ExitCode::from(2);
+        return desktop(&cli);
     }
     match serve::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,4 +63,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn desktop(cli: &Cli) -> ExitCode {
+    match desktop::run(cli, serve::web_root(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            eprintln!("portcullis: `portcullis --serve` runs Portcullis in your browser instead");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn desktop(_cli: &Cli) -> ExitCode {
+    eprintln!(
+        "portcullis: the desktop window is built for Linux only; run `portcullis --serve` to use \
+         Portcullis in your browser"
+    );
+    ExitCode::from(2)
 }

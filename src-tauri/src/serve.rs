@@ -1,5 +1,6 @@
 //! `portcullis --serve`: starts browser mode, prints the one-time link, and serves until
-//! SIGINT/SIGTERM (Ctrl-C on Windows). Finding the built frontend is this module's job.
+//! SIGINT/SIGTERM (Ctrl-C on Windows). Finding the built frontend is this module's job (the
+//! desktop window uses the same one).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -46,7 +47,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
 
 /// The frontend: `--web-root`, else the installed copy beside the binary or in /usr/share,
 /// else the source tree's `frontend/dist` (development).
-fn web_root(cli: &Cli) -> PathBuf {
+pub(crate) fn web_root(cli: &Cli) -> PathBuf {
     if let Some(dir) = &cli.web_root {
         return dir.clone();
     }

@@ -1,0 +1,380 @@
+//! The desktop app (Linux): the main window, the tray and the prompt window, on Tauri 2.
+//!
+//! The pages run the same frontend as browser mode, read at run time from the web root (the
+//! same one `--serve` uses) through Tauri's own `tauri://` scheme. They reach the helper through
+//! two commands that carry `protocol` values unchanged: `request` (one `Request`, its `Reply`)
+//! and `subscribe` (a channel that gets the link state and every `Event`). Both go through
+//! `portcullis-web`'s [`Bridge`], as browser mode does; this module interprets nothing but the
+//! prompts' comings and goings, to show the prompt window and say how many wait.
+//!
+//! One event stream serves the whole app: it watches prompts for as long as the app runs (the
+//! helper asks the user only while an app watches), so prompts keep coming while the main
+//! window is hidden. The prompt window (`#/prompt`) is made anew, unfocused and always on top,
+//! whenever prompts start waiting, and closed when none wait.
+//!
+//! Closing the main window hides it when a tray can be seen (the tray opens it again) and
+//! quits otherwise, so the app is never left reachable only from a tray that is not there.
+//! Quitting the app leaves the helper enforcing.
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context as _;
+use portcullis_ipc::ClientConfig;
+use portcullis_protocol::{Event, Reply, Request, Response};
+use portcullis_web::bridge::{Bridge, BridgeError, HelperState, StreamItem};
+use serde_json::{Value, json};
+use tauri::ipc::Channel;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::TrayIconBuilder;
+use tauri::utils::assets::{AssetKey, AssetsIter, CspHash};
+use tauri::{App, AppHandle, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+
+use crate::Cli;
+
+const MAIN: &str = "main";
+const PROMPT: &str = "prompt";
+const TRAY: &str = "tray";
+
+/// What the app shares between the helper's event stream, the commands and the windows.
+struct Desktop {
+    bridge: Arc<Bridge>,
+    hub: Mutex<Hub>,
+}
+
+#[derive(Default)]
+struct Hub {
+    /// The last link state, for windows that subscribe later.
+    link: Option<Value>,
+    /// One channel per window (a reloaded page replaces its old one).
+    subscribers: HashMap<String, Channel<Value>>,
+    /// The ids of the prompts that wait.
+    prompts: BTreeSet<u64>,
+    /// Whether a tray can be seen (decides what closing the main window does).
+    tray_visible: bool,
+    connected: bool,
+}
+
+impl Desktop {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        self.hub
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Desktop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desktop").finish_non_exhaustive()
+    }
+}
+
+/// Runs the desktop app until the user quits it.
+pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        web_root.join("index.html").is_file(),
+        "the frontend is not at {} (build it with `npm run build` in frontend/, or pass --web-root)",
+        web_root.display()
+    );
+    let mut helper = ClientConfig::new(
+        &cli.socket,
+        format!("portcullis {}", env!("CARGO_PKG_VERSION")),
+    );
+    helper.require_root_owner = !cli.insecure_any_socket_owner;
+    let desktop = Arc::new(Desktop {
+        bridge: Arc::new(Bridge::new(helper, !cli.no_prompts)),
+        hub: Mutex::new(Hub::default()),
+    });
+
+    let mut context = tauri::generate_context!();
+    context.set_assets(Box::new(DiskAssets { root: web_root }));
+    let no_tray = cli.no_tray;
+    let app = tauri::Builder::default()
+        .manage(Arc::clone(&desktop))
+        .invoke_handler(tauri::generate_handler![request, subscribe])
+        .setup(move |app| {
+            setup(app, &desktop, no_tray)?;
+            Ok(())
+        })
+        .build(context)
+        .context("cannot start the desktop app")?;
+    app.run(|_app, _event| {});
+    Ok(())
+}
+
+fn setup(app: &mut App, desktop: &Arc<Desktop>, no_tray: bool) -> anyhow::Result<()> {
+    let main = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("Portcullis")
+        .inner_size(1180.0, 760.0)
+        .min_inner_size(720.0, 480.0)
+        .build()
+        .context("cannot open the main window")?;
+    let tray_visible = !no_tray && tray_host_present();
+    if no_tray {
+        tracing::info!("no tray (--no-tray)");
+    } else if let Err(e) = make_tray(app.handle()) {
+        tracing::warn!("no tray: {e:#}");
+    } else if !tray_visible {
+        tracing::info!(
+            "no tray host on this desktop: the tray may not show; closing the window quits"
+        );
+    }
+    desktop.hub().tray_visible = tray_visible;
+    let handle = app.handle().clone();
+    let for_close = Arc::clone(desktop);
+    main.on_window_event(move |event| {
+        if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+            if for_close.hub().tray_visible {
+                api.prevent_close();
+                if let Some(w) = handle.get_webview_window(MAIN) {
+                    let _ignored = w.hide();
+                }
+            } else {
+                handle.exit(0);
+            }
+        }
+    });
+    tauri::async_runtime::spawn(pump(app.handle().clone(), Arc::clone(desktop)));
+    Ok(())
+}
+
+fn make_tray(app: &AppHandle) -> anyhow::Result<()> {
+    let open = MenuItem::with_id(app, "open", "Open Portcullis", true, None::<&str>)?;
+    // The helper has no pause request yet: the item says so rather than pretending.
+    let pause = MenuItem::with_id(
+        app,
+        "pause",
+        "Pause protection (not supported by the helper yet)",
+        false,
+        None::<&str>,
+    )?;
+    let quit = MenuItem::with_id(
+        app,
+        "quit",
+        "Quit (the helper keeps protecting)",
+        true,
+        None::<&str>,
+    )?;
+    let sep = PredefinedMenuItem::separator(app)?;
+    let menu = Menu::with_items(app, &[&open, &sep, &pause, &sep, &quit])?;
+    let mut tray = TrayIconBuilder::with_id(TRAY)
+        .menu(&menu)
+        .tooltip("Portcullis")
+        .on_menu_event(|app, event| match event.id().as_ref() {
+            "open" => show_main(app),
+            "quit" => app.exit(0),
+            _ => {}
+        });
+    if let Some(icon) = app.default_window_icon() {
+        tray = tray.icon(icon.clone());
+    }
+    tray.build(app)?;
+    Ok(())
+}
+
+fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ignored = w.show();
+        let _ignored = w.unminimize();
+        let _ignored = w.set_focus();
+    }
+}
+
+/// Whether something shows trays: a StatusNotifier host (KDE, GNOME with the AppIndicator
+/// extension, …) on the session bus. Desktops with an XEmbed tray only count as having none
+/// (closing the window then quits: the safe side).
+fn tray_host_present() -> bool {
+    use gio::glib::{ToVariant as _, VariantTy};
+    let Ok(bus) = gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE) else {
+        return false;
+    };
+    bus.call_sync(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "NameHasOwner",
+        Some(&("org.kde.StatusNotifierWatcher",).to_variant()),
+        Some(VariantTy::new("(b)").unwrap_or(VariantTy::TUPLE)),
+        gio::DBusCallFlags::NONE,
+        1000,
+        gio::Cancellable::NONE,
+    )
+    .ok()
+    .and_then(|reply| reply.get::<(bool,)>())
+    .is_some_and(|(owned,)| owned)
+}
+
+/// The app's one event stream: forwards everything to the windows and keeps the prompt
+/// window and the tray current.
+async fn pump(app: AppHandle, desktop: Arc<Desktop>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let bridge = Arc::clone(&desktop.bridge);
+    tauri::async_runtime::spawn(async move { bridge.pump_events(tx).await });
+    while let Some(item) = rx.recv().await {
+        match item {
+            StreamItem::Helper(state) => {
+                let up = matches!(state, HelperState::Connected { .. });
+                let message = json!({ "kind": "helper", "state": state });
+                {
+                    let mut hub = desktop.hub();
+                    hub.link = Some(message.clone());
+                    hub.connected = up;
+                    if !up {
+                        hub.prompts.clear();
+                    }
+                }
+                broadcast(&desktop, &message);
+                if up {
+                    // Prompts that waited before this connection.
+                    if let Ok(Reply::Ok(Response::Prompts(data))) =
+                        desktop.bridge.request(Request::ListPrompts).await
+                    {
+                        desktop.hub().prompts.extend(data.iter().map(|p| p.id));
+                    }
+                }
+            }
+            StreamItem::Event(event) => {
+                {
+                    let mut hub = desktop.hub();
+                    match &event {
+                        Event::PromptAdded { prompt } => {
+                            hub.prompts.insert(prompt.id);
+                        }
+                        Event::PromptClosed { id, .. } => {
+                            hub.prompts.remove(id);
+                        }
+                        _ => {}
+                    }
+                }
+                broadcast(&desktop, &json!({ "kind": "event", "event": event }));
+            }
+        }
+        sync_prompt_window(&app, &desktop);
+    }
+}
+
+fn broadcast(desktop: &Desktop, message: &Value) {
+    let mut hub = desktop.hub();
+    hub.subscribers
+        .retain(|_, channel| channel.send(message.clone()).is_ok());
+}
+
+/// Opens the prompt window (unfocused, on top) when prompts wait, closes it when none do, and
+/// says how many wait in the tray.
+fn sync_prompt_window(app: &AppHandle, desktop: &Desktop) {
+    let (waiting, connected) = {
+        let hub = desktop.hub();
+        (hub.prompts.len(), hub.connected)
+    };
+    let title = match waiting {
+        1 => "Portcullis: 1 connection waiting".to_owned(),
+        n => format!("Portcullis: {n} connections waiting"),
+    };
+    match (waiting, app.get_webview_window(PROMPT)) {
+        (0, Some(w)) => {
+            let _ignored = w.destroy();
+        }
+        (0, None) => {}
+        (_, Some(w)) => {
+            let _ignored = w.set_title(&title);
+        }
+        (_, None) => {
+            if let Err(e) = open_prompt_window(app, &title) {
+                tracing::warn!("cannot open the prompt window: {e:#}");
+            }
+        }
+    }
+    if let Some(tray) = app.tray_by_id(TRAY) {
+        let text = match (connected, waiting) {
+            (false, _) => "Portcullis: the helper cannot be reached".to_owned(),
+            (true, 0) => "Portcullis".to_owned(),
+            (true, 1) => "Portcullis: 1 connection waiting".to_owned(),
+            (true, n) => format!("Portcullis: {n} connections waiting"),
+        };
+        let _ignored = tray.set_tooltip(Some(&text));
+    }
+}
+
+/// The prompt window's size, in logical pixels.
+const PROMPT_SIZE: (f64, f64) = (480.0, 600.0);
+
+fn open_prompt_window(app: &AppHandle, title: &str) -> anyhow::Result<WebviewWindow> {
+    let mut builder = WebviewWindowBuilder::new(app, PROMPT, WebviewUrl::App("index.html".into()));
+    // Bottom right of the primary screen, where notifications usually are.
+    if let Ok(Some(monitor)) = app.primary_monitor() {
+        let area = monitor.size().to_logical::<f64>(monitor.scale_factor());
+        let margin = 24.0;
+        builder = builder.position(
+            (area.width - PROMPT_SIZE.0 - margin).max(0.0),
+            (area.height - PROMPT_SIZE.1 - margin).max(0.0),
+        );
+    }
+    let window = builder
+        .initialization_script("if (!location.hash) history.replaceState(null, '', '#/prompt');")
+        .title(title)
+        .inner_size(PROMPT_SIZE.0, PROMPT_SIZE.1)
+        .resizable(true)
+        .always_on_top(true)
+        .focused(false)
+        .skip_taskbar(true)
+        .visible_on_all_workspaces(true)
+        .build()?;
+    Ok(window)
+}
+
+/// `request`: one protocol request to the helper; its reply, or why it was not delivered.
+#[tauri::command]
+async fn request(
+    desktop: tauri::State<'_, Arc<Desktop>>,
+    request: Request,
+) -> Result<Reply, BridgeError> {
+    desktop.bridge.request(request).await
+}
+
+/// `subscribe`: this window's channel for the link state and events (replacing any earlier
+/// one of the same window); the current link state comes at once.
+#[tauri::command]
+fn subscribe(
+    window: WebviewWindow,
+    desktop: tauri::State<'_, Arc<Desktop>>,
+    channel: Channel<Value>,
+) {
+    let mut hub = desktop.hub();
+    if let Some(link) = &hub.link {
+        let _ignored = channel.send(link.clone());
+    }
+    hub.subscribers.insert(window.label().to_owned(), channel);
+}
+
+/// The built frontend, read from disk on each request (so an installed or rebuilt frontend
+/// needs no new binary). Paths that leave the root are refused.
+struct DiskAssets {
+    root: PathBuf,
+}
+
+impl DiskAssets {
+    fn path(&self, key: &AssetKey) -> Option<PathBuf> {
+        let rel = Path::new(key.as_ref().trim_start_matches('/'));
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        (plain && rel.components().next().is_some()).then(|| self.root.join(rel))
+    }
+}
+
+impl<R: Runtime> tauri::Assets<R> for DiskAssets {
+    fn get(&self, key: &AssetKey) -> Option<Cow<'_, [u8]>> {
+        let path = self.path(key)?;
+        std::fs::read(path).ok().map(Cow::Owned)
+    }
+
+    fn iter(&self) -> Box<AssetsIter<'_>> {
+        Box::new(std::iter::empty())
+    }
+
+    fn csp_hashes(&self, _html_path: &AssetKey) -> Box<dyn Iterator<Item = CspHash<'_>> + '_> {
+        Box::new(std::iter::empty())
+    }
+}
