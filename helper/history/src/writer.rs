@@ -1,0 +1,373 @@
+//! The batched writer: the verdict path hands records to a bounded channel and returns at
+//! once; one thread owns the database and commits records in batches (by count and by age).
+//! When the channel is full the record is counted as lost — the caller never blocks.
+//!
+//! The thread also applies retention periodically, filters out apps the user chose not to
+//! record, and runs "clear history". If the database turns out corrupt while writing, it is
+//! moved aside and a fresh one is started (the batch in hand is counted as failed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::store::{Clear, Removed, Retention, Store, Verify, is_corrupt, now_ms};
+use crate::{HistoryError, Record};
+
+/// Decides, by app key, that an app's activity must not be recorded.
+pub type DontRecord = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// How the writer runs.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Records the channel holds before new ones are counted as lost.
+    pub capacity: usize,
+    /// A batch is committed when it has this many records…
+    pub batch_max: usize,
+    /// …or when its oldest record has waited this long.
+    pub batch_delay: Duration,
+    /// What retention keeps.
+    pub retention: Retention,
+    /// How often retention runs.
+    pub retention_every: Duration,
+    /// How thoroughly the database is checked when it is opened.
+    pub verify: Verify,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            capacity: 65_536,
+            batch_max: 16_384,
+            batch_delay: Duration::from_millis(250),
+            retention: Retention::default(),
+            retention_every: Duration::from_secs(600),
+            verify: Verify::Schema,
+        }
+    }
+}
+
+/// What the writer has done since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Records written.
+    pub written: u64,
+    /// Records dropped because the channel was full or the writer had stopped.
+    pub lost: u64,
+    /// Records skipped because their app is not recorded.
+    pub not_recorded: u64,
+    /// Records in batches that could not be written.
+    pub failed: u64,
+    /// Corrupt databases moved aside while running.
+    pub moved_aside: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    lost: AtomicU64,
+    not_recorded: AtomicU64,
+    failed: AtomicU64,
+    moved_aside: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Stats {
+        Stats {
+            written: self.written.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            not_recorded: self.not_recorded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            moved_aside: self.moved_aside.load(Ordering::Relaxed),
+        }
+    }
+}
+
+type Reply<T> = mpsc::Sender<Result<T, HistoryError>>;
+
+enum Msg {
+    Record(Box<Record>),
+    Flush(Reply<()>),
+    Clear(Clear, Reply<Removed>),
+    Retention(i64, Reply<Removed>),
+    SetDontRecord(Option<DontRecord>),
+    Stop,
+}
+
+/// The cheap, cloneable handle the verdict path records through.
+#[derive(Clone)]
+pub struct RecordSender {
+    tx: SyncSender<Msg>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for RecordSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordSender").finish_non_exhaustive()
+    }
+}
+
+impl RecordSender {
+    /// Queues `record` for writing. Never blocks: returns `false` (and counts the record as
+    /// lost) when the channel is full or the writer has stopped.
+    pub fn record(&self, record: Record) -> bool {
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+}
+
+/// The writer: owns the thread and the database. Dropping it writes what is queued and stops
+/// the thread.
+pub struct Writer {
+    sender: RecordSender,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Opens the database at `path` (see [`Store::open`]: a corrupt one is moved aside) and
+    /// starts the writer thread. Returns the writer and, if one was moved aside, where the
+    /// corrupt file went.
+    pub fn start(
+        path: &Path,
+        config: WriterConfig,
+        dont_record: Option<DontRecord>,
+    ) -> Result<(Writer, Option<PathBuf>), HistoryError> {
+        let opened = Store::open(path, config.verify)?;
+        let (tx, rx) = mpsc::sync_channel(config.capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let state = Thread {
+            store: Some(opened.store),
+            path: path.to_path_buf(),
+            rx,
+            counters: Arc::clone(&counters),
+            config,
+            dont_record,
+        };
+        let thread = std::thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || state.run())
+            .map_err(HistoryError::Spawn)?;
+        Ok((
+            Writer {
+                sender: RecordSender { tx, counters },
+                thread: Some(thread),
+                path: path.to_path_buf(),
+            },
+            opened.moved_aside,
+        ))
+    }
+
+    /// A handle for the verdict path.
+    pub fn sender(&self) -> RecordSender {
+        self.sender.clone()
+    }
+
+    /// Queues one record (see [`RecordSender::record`]).
+    pub fn record(&self, record: Record) -> bool {
+        self.sender.record(record)
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> Stats {
+        self.sender.stats()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, HistoryError> {
+        let (reply, answer) = mpsc::channel();
+        // Control messages wait for room: they come from users, not from the verdict path.
+        self.sender
+            .tx
+            .send(make(reply))
+            .map_err(|_| HistoryError::WriterGone)?;
+        answer.recv().map_err(|_| HistoryError::WriterGone)?
+    }
+
+    /// Writes everything queued before this call, and returns once it is committed.
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        self.call(Msg::Flush)
+    }
+
+    /// Writes what is queued, then clears one app's history or all of it.
+    pub fn clear(&self, what: Clear) -> Result<Removed, HistoryError> {
+        self.call(|r| Msg::Clear(what, r))
+    }
+
+    /// Writes what is queued, then applies retention as of `now_ms`.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<Removed, HistoryError> {
+        self.call(|r| Msg::Retention(now_ms, r))
+    }
+
+    /// Replaces the "don't record" predicate. It applies to records still queued too.
+    pub fn set_dont_record(&self, dont_record: Option<DontRecord>) -> Result<(), HistoryError> {
+        self.sender
+            .tx
+            .send(Msg::SetDontRecord(dont_record))
+            .map_err(|_| HistoryError::WriterGone)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.sender.tx.send(Msg::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Thread {
+    store: Option<Store>,
+    path: PathBuf,
+    rx: Receiver<Msg>,
+    counters: Arc<Counters>,
+    config: WriterConfig,
+    dont_record: Option<DontRecord>,
+}
+
+impl Thread {
+    fn run(mut self) {
+        let mut batch: Vec<Record> = Vec::with_capacity(self.config.batch_max);
+        let mut deadline = Instant::now();
+        let mut next_retention = Instant::now() + self.config.retention_every;
+        loop {
+            let now = Instant::now();
+            let wait = if batch.is_empty() {
+                next_retention.saturating_duration_since(now)
+            } else {
+                deadline.saturating_duration_since(now)
+            };
+            match self.rx.recv_timeout(wait) {
+                Ok(Msg::Record(r)) => {
+                    if self.dont_record.as_ref().is_some_and(|skip| skip(&r.app)) {
+                        self.counters.not_recorded.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if batch.is_empty() {
+                        deadline = Instant::now() + self.config.batch_delay;
+                    }
+                    batch.push(*r);
+                    if batch.len() >= self.config.batch_max {
+                        self.commit(&mut batch);
+                    }
+                }
+                Ok(Msg::Flush(reply)) => {
+                    self.commit(&mut batch);
+                    let _ = reply.send(Ok(()));
+                }
+                Ok(Msg::Clear(what, reply)) => {
+                    self.commit(&mut batch);
+                    let result = self.store().and_then(|s| s.clear(&what));
+                    let _ = reply.send(self.check(result));
+                }
+                Ok(Msg::Retention(at, reply)) => {
+                    self.commit(&mut batch);
+                    let retention = self.config.retention;
+                    let result = self.store().and_then(|s| s.apply_retention(&retention, at));
+                    let _ = reply.send(self.check(result));
+                }
+                Ok(Msg::SetDontRecord(p)) => {
+                    self.dont_record = p;
+                    if let Some(skip) = &self.dont_record {
+                        let before = batch.len();
+                        batch.retain(|r| !skip(&r.app));
+                        let skipped = (before - batch.len()) as u64;
+                        self.counters
+                            .not_recorded
+                            .fetch_add(skipped, Ordering::Relaxed);
+                    }
+                }
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.commit(&mut batch);
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.commit(&mut batch);
+                    if Instant::now() >= next_retention {
+                        next_retention = Instant::now() + self.config.retention_every;
+                        let retention = self.config.retention;
+                        let result = self
+                            .store()
+                            .and_then(|s| s.apply_retention(&retention, now_ms()));
+                        if let Err(e) = self.check(result) {
+                            tracing::warn!(error = %e, "history retention failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Record>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        let result = self.store().and_then(|s| s.insert(batch));
+        batch.clear();
+        match self.check(result) {
+            Ok(()) => {
+                self.counters.written.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(error = %e, records = n, "history batch not written");
+            }
+        }
+    }
+
+    /// The database, reopened if an earlier corruption left none.
+    fn store(&mut self) -> Result<&mut Store, HistoryError> {
+        if self.store.is_none() {
+            let opened = Store::open(&self.path, Verify::Schema)?;
+            self.store = Some(opened.store);
+        }
+        self.store.as_mut().ok_or(HistoryError::WriterGone)
+    }
+
+    /// Passes `result` through; if it says the database is corrupt, moves it aside and
+    /// starts a fresh one, so the next batch has somewhere to go.
+    fn check<T>(&mut self, result: Result<T, HistoryError>) -> Result<T, HistoryError> {
+        if let Err(e) = &result
+            && is_corrupt(e)
+        {
+            // The old connection must be closed before its file is renamed (Windows).
+            self.store = None;
+            match Store::move_aside_and_open(&self.path) {
+                Ok(opened) => {
+                    self.store = Some(opened.store);
+                    self.counters.moved_aside.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e2) => {
+                    tracing::error!(error = %e2, "cannot start a fresh history database");
+                }
+            }
+        }
+        result
+    }
+}
