@@ -604,3 +604,41 @@ fn the_helpers_own_marked_sockets_never_wait_in_the_queue() {
     // The same process's socket marked as the helper marks its own passes untouched.
     connect(true).unwrap();
 }
+
+#[test]
+fn pings_from_ping_sockets_are_the_ping_programs_own() {
+    require_root!();
+    let lab = Lab::new("ping-app");
+    // Let every group use ICMP datagram ("ping") sockets in this namespace, as desktops do.
+    let out = lab.client().run(
+        "sysctl",
+        ["-q", "-w", "net.ipv4.ping_group_range=0 2147483647"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let v4 = lab.server().ipv4().to_string();
+    let ping = || {
+        let mut cmd = std::process::Command::new("ping");
+        cmd.args(["-c", "1", "-W", "2", &v4]);
+        lab.client().output(cmd)
+    };
+    let out = ping();
+    assert!(out.success(), "allowed by default: {out}");
+    let conns = connections_of(&helper, "/usr/bin/ping");
+    assert!(
+        conns.iter().any(|c| c["protocol"] == "icmp"),
+        "the echo request is the ping program's: {:#}",
+        helper.ctl_json(["connections"])
+    );
+
+    // So the program's own rules decide it, and other apps' ICMP is not touched.
+    helper.ctl_json(["rules", "add", "--app", "/usr/bin/ping", "-", "icmp"]);
+    let out = ping();
+    assert!(!out.success(), "blocked for ping: {out}");
+    let last = connections_of(&helper, "/usr/bin/ping").pop().unwrap();
+    assert_eq!(last["explanation"]["verdict"], "block", "{last}");
+    assert_eq!(
+        last["explanation"]["decided_by"]["text"], "- icmp",
+        "{last}"
+    );
+}

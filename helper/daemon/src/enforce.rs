@@ -973,6 +973,22 @@ impl VerdictLoop {
                 });
                 (found.attribution, found.kernel)
             }
+            // An echo request this machine sends: from a ping socket, whose "port" is the echo
+            // id (raw sockets stay unattributed, under the kernel profile).
+            _ if packet.protocol == Protocol::Icmp && hook == Direction::Outbound => {
+                match packet.icmp_id {
+                    Some(id) => {
+                        let found = self.attributor.attribute_flow(&Flow {
+                            protocol: Protocol::Icmp,
+                            direction,
+                            local: SocketAddr::new(local, id),
+                            remote: SocketAddr::new(remote, 0),
+                        });
+                        (found.attribution, found.kernel)
+                    }
+                    None => (Attribution::NotFound, None),
+                }
+            }
             _ => (Attribution::NotFound, None),
         };
         let process: Option<&ProcessInfo> = match &attribution {

@@ -46,6 +46,9 @@ pub struct PacketInfo {
     pub dst_port: Option<u16>,
     /// ICMP or ICMPv6 type; `None` for TCP, UDP and for fragments other than the first.
     pub icmp_type: Option<u8>,
+    /// The identifier of an ICMP or ICMPv6 echo request or reply (a ping socket's "port");
+    /// `None` for other packets.
+    pub icmp_id: Option<u16>,
     /// Whether this is a TCP segment with the SYN flag set (a connection attempt, or the
     /// answer to one when ACK is set too).
     pub tcp_syn: bool,
@@ -256,6 +259,7 @@ fn transport(
         src_port: None,
         dst_port: None,
         icmp_type: None,
+        icmp_id: None,
         tcp_syn: false,
     };
     if later_fragment {
@@ -279,7 +283,12 @@ fn transport(
         }
         Protocol::Icmp => {
             let h = take(bytes, offset, 8, Layer::Icmp)?;
-            info.icmp_type = Some(byte(h, 0));
+            let kind = byte(h, 0);
+            info.icmp_type = Some(kind);
+            // Echo reply/request: 0/8 for ICMP, 129/128 for ICMPv6.
+            if matches!(kind, 0 | 8 | 128 | 129) {
+                info.icmp_id = Some(be16(h, 4));
+            }
         }
     }
     Ok(info)
@@ -365,6 +374,7 @@ mod tests {
         let info = parse(&v4(1, &[8, 0, 0, 0, 0, 1, 0, 1])).unwrap();
         assert_eq!(info.protocol, Protocol::Icmp);
         assert_eq!(info.icmp_type, Some(8));
+        assert_eq!(info.icmp_id, Some(1), "an echo request carries its id");
         assert_eq!(info.src_port, None);
     }
 

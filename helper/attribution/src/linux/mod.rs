@@ -50,6 +50,8 @@ use sock_diag::{DiagProtocol, DiagSocket, SockDiag};
 #[derive(Debug)]
 pub(crate) struct Attributor {
     diag: SockDiag,
+    /// For the ping sockets table (ICMP).
+    procfs: ProcFs,
     inodes: InodeIndex,
     processes: ProcessCache,
     ebpf: Option<EbpfStage>,
@@ -106,6 +108,7 @@ impl Attributor {
             scan_burst: config.scan_burst,
         };
         Ok(Attributor {
+            procfs: procfs.clone(),
             diag,
             inodes: InodeIndex::new(procfs.clone(), &index, Instant::now()),
             processes: ProcessCache::new(procfs, config.passwd, config.max_processes),
@@ -231,6 +234,11 @@ impl Attributor {
                 held_back.get_or_insert(record);
             }
         }
+        if flow.protocol == Protocol::Icmp {
+            // A ping socket (ICMP datagram socket): the echo id is its "port". Raw sockets
+            // cannot be told apart by a packet: they stay unattributed.
+            return (self.ping_holder(&flow, now), None);
+        }
         let Some(socket) = self.find_socket(&flow) else {
             // No socket any more: the process closed it or exited. The record names it.
             if let Some(record) = held_back {
@@ -260,6 +268,39 @@ impl Attributor {
             return (self.describe(&owner), Some(owner));
         }
         (answer, None)
+    }
+
+    /// The holder of the ping socket an ICMP echo `flow` (local port = echo id) came from.
+    fn ping_holder(&mut self, flow: &Flow, now: Instant) -> Attribution {
+        let id = flow.local.port();
+        if id == 0 {
+            return Attribution::NotFound;
+        }
+        let text = match self.procfs.ping_sockets(flow.local.is_ipv6()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the ping sockets");
+                return Attribution::NotFound;
+            }
+        };
+        let Some((uid, inode)) = procfs::find_ping_socket(&text, id) else {
+            return Attribution::NotFound;
+        };
+        let Ok(inode32) = u32::try_from(inode) else {
+            return Attribution::NotFound;
+        };
+        self.holder_from_procfs(
+            DiagSocket {
+                family: if flow.local.is_ipv6() { 10 } else { 2 },
+                state: 7,
+                uid,
+                inode: inode32,
+                local: flow.local,
+                remote: flow.remote,
+                cookie: 0,
+            },
+            now,
+        )
     }
 
     /// Stages 3 and 4 for a socket sock_diag found.

@@ -226,6 +226,23 @@ pub(crate) fn parse_passwd(text: &str) -> HashMap<u32, String> {
 }
 
 /// The application id in a Flatpak sandbox's `/.flatpak-info` (`[Application]` `name=`).
+/// The uid and inode of the ping socket with identifier `id` in `/proc/net/icmp{,6}` text
+/// (`sl local_address rem_address st … uid timeout inode …`; the local "port" is the id, in
+/// hex). Malformed lines are skipped.
+pub(crate) fn find_ping_socket(text: &str, id: u16) -> Option<(u32, u64)> {
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = fields.get(1)?;
+        let (_, port) = local.rsplit_once(':')?;
+        if u16::from_str_radix(port, 16).ok()? != id {
+            return None;
+        }
+        let uid = fields.get(7)?.parse().ok()?;
+        let inode = fields.get(9)?.parse().ok()?;
+        Some((uid, inode))
+    })
+}
+
 pub(crate) fn parse_flatpak_info(text: &str) -> Option<String> {
     let mut in_application = false;
     for line in text.lines() {
@@ -345,6 +362,17 @@ impl ProcFs {
     /// The text of `/.flatpak-info` as the process sees its root.
     pub(crate) fn flatpak_info(&self, pid: u32) -> io::Result<String> {
         read_text(&self.pid_path(pid, "root/.flatpak-info"), SMALL_LIMIT)
+    }
+
+    /// The ping sockets (ICMP datagram sockets) of the calling thread's network namespace:
+    /// `/proc/thread-self/net/icmp` or `icmp6`.
+    pub(crate) fn ping_sockets(&self, v6: bool) -> io::Result<String> {
+        let name = if v6 {
+            "thread-self/net/icmp6"
+        } else {
+            "thread-self/net/icmp"
+        };
+        read_text(&self.root().join(name), 4 * 1024 * 1024)
     }
 
     /// The process's security (AppArmor) label, e.g. `snap.spotify.spotify (enforce)`.
@@ -662,6 +690,18 @@ mod tests {
         assert_eq!(users.get(&0).unwrap(), "root");
         assert_eq!(users.get(&1000).unwrap(), "alice");
         assert_eq!(users.len(), 2);
+    }
+
+    #[test]
+    fn ping_sockets_by_id() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  12: 00000000:0007 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 0\n\
+  13: 0100007F:00FF 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 77 2 0000000000000000 0\n\
+ garbage line\n";
+        assert_eq!(find_ping_socket(text, 7), Some((1000, 4242)));
+        assert_eq!(find_ping_socket(text, 255), Some((0, 77)));
+        assert_eq!(find_ping_socket(text, 8), None);
+        assert_eq!(find_ping_socket("", 7), None);
     }
 
     #[test]
