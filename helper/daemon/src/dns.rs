@@ -182,7 +182,7 @@ impl AppQueryPolicy {
         }
         drop(attributor);
         let app = match found {
-            Attribution::Process(p) => p.app.key(),
+            Attribution::Process(p) => crate::verdict::profile_key(p.app.key()),
             _ => KERNEL_KEY.to_string(),
         };
         let mut askers = self.askers.lock().unwrap_or_else(PoisonError::into_inner);

@@ -995,7 +995,10 @@ impl VerdictLoop {
             Attribution::Process(p) => Some(p),
             _ => None,
         };
-        let app = process.map_or_else(|| KERNEL_KEY.to_string(), |p| p.app.key());
+        let app = process.map_or_else(
+            || KERNEL_KEY.to_string(),
+            |p| crate::verdict::profile_key(p.app.key()),
+        );
 
         let (snapshot, generation) = shared.policy.load_with_generation();
         if generation != self.requested_in {

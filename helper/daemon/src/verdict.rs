@@ -14,6 +14,28 @@ use portcullis_protocol::{
 
 use crate::store::Snapshot;
 
+/// The system's own DNS clients: their traffic (a caching resolver forwarding for others,
+/// refreshing its cache) is decided with the `system:dns` profile, not as an app's.
+const SYSTEM_DNS_CLIENTS: &[&str] = &[
+    "/usr/lib/systemd/systemd-resolved",
+    "/lib/systemd/systemd-resolved",
+    "/usr/sbin/dnsmasq",
+    "/usr/sbin/unbound",
+    "/usr/sbin/named",
+    "/usr/bin/stubby",
+    "/usr/sbin/dnscrypt-proxy",
+];
+
+/// The profile key for a process whose app identity has `key`: `system:dns` for the
+/// system's DNS clients, else the app's own key.
+pub fn profile_key(key: String) -> String {
+    if SYSTEM_DNS_CLIENTS.contains(&key.as_str()) {
+        crate::store::SYSTEM_DNS_KEY.to_string()
+    } else {
+        key
+    }
+}
+
 /// What the verdict path knows of a new connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Observed<'a> {
@@ -141,6 +163,21 @@ mod tests {
         assert_eq!(e.verdict, Verdict::Block);
         let (e, _) = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, "/usr/bin/other"), false);
         assert_eq!(e.verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn the_system_dns_clients_share_their_profile() {
+        assert_eq!(
+            profile_key("/usr/lib/systemd/systemd-resolved".into()),
+            "system:dns"
+        );
+        assert_eq!(profile_key("/usr/sbin/dnsmasq".into()), "system:dns");
+        assert_eq!(profile_key("/usr/bin/curl".into()), "/usr/bin/curl");
+        assert_eq!(
+            profile_key("/home/u/systemd-resolved".into()),
+            "/home/u/systemd-resolved",
+            "only the installed programs"
+        );
     }
 
     #[test]
