@@ -850,3 +850,77 @@ fn an_exited_process_whose_path_was_not_recorded_is_named_by_comm_only() {
     let status = attr.ebpf_status().unwrap();
     assert!(status.exe_unread >= 1, "{status:?}");
 }
+
+/// The local address of the TCP socket with inode `inode` in `/proc/thread-self/net/tcp`
+/// (IPv4; the calling thread's namespace).
+fn tcp_local_of_inode(inode: u64) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        let (ip, port) = f.get(1)?.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::new(
+            IpAddr::V4(std::net::Ipv4Addr::from(ip.swap_bytes())),
+            port,
+        ))
+    })
+}
+
+#[test]
+fn a_process_that_execs_after_connecting_is_named_as_the_program_that_connected() {
+    portcullis_lab::require_root!();
+    let cgroup = TestCgroup::new();
+    let lab = Lab::new("ebpf-exec");
+    let _echo = lab.server().tcp_echo(7003);
+    lab.server().wait_for_port(7003, Proto::Tcp);
+    let mut with = attributor(lab.client(), config(Some(&cgroup)));
+    let server = lab.server().ipv4();
+    // bash connects (fd 3 stays open across exec), then becomes sleep.
+    let script = format!("exec 3<>/dev/tcp/{server}/7003 && echo connected && exec sleep 5");
+    let mut cmd = Command::new("/bin/bash");
+    cmd.args(["-c", &script]);
+    cgroup.join(&mut cmd);
+    let p = lab.client().spawn(cmd);
+    p.wait_for_stdout("connected", Duration::from_secs(5));
+    let pid = p.pid();
+    // Until /proc shows the new program.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|e| !e.to_string_lossy().contains("sleep"))
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "bash never became sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
+    let inode: u64 = link
+        .to_string_lossy()
+        .trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .parse()
+        .unwrap();
+    let local = lab
+        .client()
+        .in_ns(|| tcp_local_of_inode(inode))
+        .expect("the socket's local address");
+    let flow = Flow {
+        protocol: Protocol::Tcp,
+        direction: Direction::Outbound,
+        local,
+        remote: SocketAddr::new(server.into(), 7003),
+    };
+    let got = lab.client().in_ns(|| with.attribute(&flow));
+    let Attribution::Process(info) = &got else {
+        panic!("not attributed: {got:?}");
+    };
+    assert_eq!(info.pid, pid);
+    assert_eq!(
+        info.exe.file_name().and_then(|n| n.to_str()),
+        Some("bash"),
+        "the program that connected, not the one it became: {info:#?}"
+    );
+}

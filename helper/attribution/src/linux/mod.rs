@@ -343,12 +343,25 @@ impl Attributor {
             return Attribution::Process(Arc::clone(info));
         }
         let start_time = owner.start_ns / stage.ns_per_tick.max(1);
-        if let Some((info, cached)) = self.processes.get_started(owner.tgid, start_time) {
+        let described = self.processes.get_started(owner.tgid, start_time);
+        let replaced = described.as_ref().is_some_and(|(info, _)| {
+            // Read from /proc after the socket was used: if the process called execve in
+            // between, /proc shows the new program. The kernel recorded the program that used
+            // the socket; another file name means another program (a path can differ between
+            // mount namespaces, a name hardly ever).
+            let recorded = stage.source.process(owner).and_then(|r| r.exe);
+            recorded.is_some_and(|exe| exe.file_name() != info.exe.file_name())
+        });
+        if replaced {
+            tracing::debug!(
+                pid = owner.tgid,
+                "the process became another program after using the socket"
+            );
+        } else if let Some((info, cached)) = described {
             if cached {
                 self.stats.process_cache_hits += 1;
             }
-            // Read just now (or revalidated): it runs the recorded image, unless it called
-            // execve in the few microseconds since it used the socket.
+            // Read just now (or revalidated) and checked against the kernel's record.
             if !info.partial {
                 if stage.images.len() >= stage.max_recorded {
                     stage.images.clear();
