@@ -114,7 +114,7 @@ fn setup(app: &mut App, desktop: &Arc<Desktop>, no_tray: bool) -> anyhow::Result
     let tray_visible = !no_tray && tray_host_present();
     if no_tray {
         tracing::info!("no tray (--no-tray)");
-    } else if let Err(e) = make_tray(app.handle()) {
+    } else if let Err(e) = make_tray(app.handle(), Arc::clone(desktop)) {
         tracing::warn!("no tray: {e:#}");
     } else if !tray_visible {
         tracing::info!(
@@ -140,16 +140,30 @@ fn setup(app: &mut App, desktop: &Arc<Desktop>, no_tray: bool) -> anyhow::Result
     Ok(())
 }
 
-fn make_tray(app: &AppHandle) -> anyhow::Result<()> {
+fn make_tray(app: &AppHandle, desktop: Arc<Desktop>) -> anyhow::Result<()> {
     let open = MenuItem::with_id(app, "open", "Open Portcullis", true, None::<&str>)?;
-    // The helper has no pause request yet: the item says so rather than pretending.
-    let pause = MenuItem::with_id(
+    let pause5 = MenuItem::with_id(
         app,
-        "pause",
-        "Pause protection (not supported by the helper yet)",
-        false,
+        "pause-5",
+        "Pause protection for 5 minutes",
+        true,
         None::<&str>,
     )?;
+    let pause15 = MenuItem::with_id(
+        app,
+        "pause-15",
+        "Pause protection for 15 minutes",
+        true,
+        None::<&str>,
+    )?;
+    let pause60 = MenuItem::with_id(
+        app,
+        "pause-60",
+        "Pause protection for an hour",
+        true,
+        None::<&str>,
+    )?;
+    let resume = MenuItem::with_id(app, "resume", "Resume protection", true, None::<&str>)?;
     let quit = MenuItem::with_id(
         app,
         "quit",
@@ -158,14 +172,31 @@ fn make_tray(app: &AppHandle) -> anyhow::Result<()> {
         None::<&str>,
     )?;
     let sep = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&open, &sep, &pause, &sep, &quit])?;
+    let menu = Menu::with_items(
+        app,
+        &[
+            &open, &sep, &pause5, &pause15, &pause60, &resume, &sep, &quit,
+        ],
+    )?;
     let mut tray = TrayIconBuilder::with_id(TRAY)
         .menu(&menu)
         .tooltip("Portcullis")
-        .on_menu_event(|app, event| match event.id().as_ref() {
-            "open" => show_main(app),
-            "quit" => app.exit(0),
-            _ => {}
+        .on_menu_event(move |app, event| {
+            let request = match event.id().as_ref() {
+                "open" => return show_main(app),
+                "quit" => return app.exit(0),
+                "pause-5" => Request::Pause { minutes: 5 },
+                "pause-15" => Request::Pause { minutes: 15 },
+                "pause-60" => Request::Pause { minutes: 60 },
+                "resume" => Request::Resume,
+                _ => return,
+            };
+            let bridge = Arc::clone(&desktop.bridge);
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = bridge.request(request).await {
+                    tracing::warn!(error = ?e, "the helper did not take the pause or resume");
+                }
+            });
         });
     if let Some(icon) = app.default_window_icon() {
         tray = tray.icon(icon.clone());

@@ -642,3 +642,64 @@ fn pings_from_ping_sockets_are_the_ping_programs_own() {
         "{last}"
     );
 }
+
+#[test]
+fn a_pause_lets_everything_pass_and_resuming_decides_again() {
+    require_root!();
+    let lab = Lab::new("pause");
+    let _echo = echo_on_7(&lab);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("blocked");
+    let key = app.to_str().unwrap();
+    let server = lab.server().ipv4().to_string();
+    helper.ctl_json(["rules", "add", "--app", key, "-", &server]);
+    assert_eq!(code(&connect(&lab, &app, &server, 7)), REFUSED);
+    // A process whose block the kernel has cached (its second connect fails at connect()).
+    let cached = lab.client().spawn(lab.client().cmd(
+        &app,
+        [
+            "connect",
+            "tcp",
+            &server,
+            "7",
+            "--repeat",
+            "30",
+            "--pause-ms",
+            "100",
+            "--timeout-ms",
+            "1000",
+        ],
+    ));
+    cached.wait_for_stdout("attempt 3 ", Duration::from_secs(5));
+
+    let status = helper.ctl_json(["pause", "5"]);
+    assert_eq!(status["enforcement"]["state"], "paused", "{status}");
+    // Everything passes: new processes, and the one whose block was cached in the kernel.
+    assert_eq!(code(&connect(&lab, &app, &server, 7)), OK);
+    let last = connections_of(&helper, key).pop().unwrap();
+    assert_eq!(
+        last["explanation"]["decided_by"]["kind"], "paused",
+        "{last}"
+    );
+    let status = cached.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(OK),
+        "the cached block ended with the pause: {}",
+        cached.logs()
+    );
+
+    // A connection opened during the pause is decided again when protection resumes.
+    let stream = open_stream(&lab, &app, &server, 8000, 50);
+    let status = helper.ctl_json(["resume"]);
+    assert_eq!(status["enforcement"]["state"], "enforcing", "{status}");
+    let ended = stream
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the paused-time connection was not cut: {}", stream.logs()));
+    assert_eq!(ended.code(), Some(REFUSED), "{}", stream.logs());
+    assert_eq!(code(&connect(&lab, &app, &server, 7)), REFUSED);
+
+    // Bad durations are refused, naming the range.
+    let bad = helper.ctl(["pause", "0"]);
+    assert!(!bad.success() && bad.stderr.contains("1 to 1440"), "{bad}");
+}

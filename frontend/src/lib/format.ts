@@ -105,6 +105,7 @@ export function valueText(v: SettingValue): string {
 /** Why, in a few words, for a table cell: the rule text or the setting that decided. */
 export function decidedByShort(d: DecidedBy): string {
   if (d.kind === "rule") return `rule ${d.text}`;
+  if (d.kind === "paused") return "protection paused";
   return `${settingLabel[d.key].toLowerCase()} (${sourceLabel[d.source]})`;
 }
 

@@ -41,6 +41,14 @@ struct Cli {
 enum Command {
     /// Version, uptime and enforcement state of the helper.
     Status,
+    /// Let every new connection pass, undecided, for MINUTES (1-1440); protection resumes by
+    /// itself then.
+    Pause {
+        /// How long.
+        minutes: u32,
+    },
+    /// End a pause now (connections opened during it are decided again).
+    Resume,
     /// Show or change settings, globally or for one app.
     #[command(subcommand)]
     Settings(SettingsCmd),
@@ -371,6 +379,8 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
     };
     Ok(match command {
         Command::Status => (Request::Status, Show::Status),
+        Command::Pause { minutes } => (Request::Pause { minutes: *minutes }, Show::Status),
+        Command::Resume => (Request::Resume, Show::Status),
         Command::Settings(SettingsCmd::Get { key, app }) => {
             let key = key.as_deref().map(setting_key).transpose()?;
             (

@@ -1032,10 +1032,25 @@ impl VerdictLoop {
             app: &app,
             domain: domain.as_ref().map(|(d, _)| &**d),
         };
-        let (explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
+        let (mut explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
+        let paused = shared.policy.paused_at(crate::now_ms());
+        if let Some(until) = paused {
+            // Paused: everything passes, and nothing is cached (the pause ends by itself).
+            explanation = Explanation {
+                verdict: Verdict::Allow,
+                summary: format!(
+                    "allowed: protection is paused (the policy would say: {})",
+                    explanation.summary
+                ),
+                decided_by: DecidedBy::Paused {
+                    until_unix_ms: until,
+                },
+            };
+        }
         tracing::trace!(verdict = ?explanation.verdict, "connection decided");
         // A first packet of a connection this machine opens (not a re-decided one).
-        if hook == Direction::Outbound
+        if paused.is_none()
+            && hook == Direction::Outbound
             && direction == Direction::Outbound
             && (packet.protocol != Protocol::Tcp || packet.tcp_syn)
         {

@@ -22,6 +22,8 @@ use crate::store::Snapshot;
 pub struct SharedPolicy {
     current: RwLock<(Arc<Snapshot>, u64)>,
     fast: OnceLock<FastPath>,
+    /// While protection is paused: when the pause ends (ms since the epoch); 0 otherwise.
+    paused_until: AtomicU64,
 }
 
 impl SharedPolicy {
@@ -30,6 +32,7 @@ impl SharedPolicy {
         SharedPolicy {
             current: RwLock::new((Arc::new(snapshot), 1)),
             fast: OnceLock::new(),
+            paused_until: AtomicU64::new(0),
         }
     }
 
@@ -42,6 +45,31 @@ impl SharedPolicy {
     pub fn load_with_generation(&self) -> (Arc<Snapshot>, u64) {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         (current.0.clone(), current.1)
+    }
+
+    /// Pauses protection until `until_ms`, and retires every verdict the kernel cached (a
+    /// cached block must not outlive the user's wish to let everything pass).
+    pub fn pause(&self, until_ms: u64) {
+        self.paused_until.store(until_ms.max(1), Ordering::SeqCst);
+        let snapshot = self.load();
+        self.store((*snapshot).clone());
+    }
+
+    /// Ends a pause.
+    pub fn resume(&self) {
+        self.paused_until.store(0, Ordering::SeqCst);
+    }
+
+    /// When the pause in force at `now_ms` ends, if one is.
+    pub fn paused_at(&self, now_ms: u64) -> Option<u64> {
+        let until = self.paused_until.load(Ordering::SeqCst);
+        (until > now_ms).then_some(until)
+    }
+
+    /// When the pause ends, if one was set (even if its time has passed: not yet resumed).
+    pub fn pause_end(&self) -> Option<u64> {
+        let until = self.paused_until.load(Ordering::SeqCst);
+        (until != 0).then_some(until)
     }
 
     /// Replaces the snapshot, and retires the verdicts the kernel cached under the old one.

@@ -61,6 +61,11 @@ impl fmt::Display for ProfileLabel {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecidedBy {
+    /// Protection was paused (`portcullisctl pause`): the connection passed undecided.
+    Paused {
+        /// When the pause ends, in milliseconds since the Unix epoch.
+        until_unix_ms: u64,
+    },
     /// An endpoint rule matched (first match wins).
     Rule {
         /// Whose rule list it is in.

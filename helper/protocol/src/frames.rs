@@ -179,6 +179,14 @@ pub enum Request {
     },
     /// Empties the resolver's cache. Answer: `DnsFlushed`.
     DnsFlush,
+    /// Lets every new connection pass, undecided, for `minutes` (1–1440); protection resumes
+    /// by itself then. Answer: `Status`.
+    Pause {
+        /// How long.
+        minutes: u32,
+    },
+    /// Ends a pause now; connections opened during it are decided again. Answer: `Status`.
+    Resume,
 }
 
 fn forever() -> RuleLifetime {
@@ -204,7 +212,9 @@ impl Request {
             | Request::ListPrompts
             | Request::DnsStatus
             | Request::DnsQuery { .. }
-            | Request::DnsFlush => true,
+            | Request::DnsFlush
+            | Request::Pause { .. }
+            | Request::Resume => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
                 false
             }

@@ -414,6 +414,20 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_pause",
+            v(&ClientFrame::Request {
+                id: 20,
+                request: Request::Pause { minutes: 15 },
+            }),
+        ),
+        (
+            "req_resume",
+            v(&ClientFrame::Request {
+                id: 21,
+                request: Request::Resume,
+            }),
+        ),
+        (
             "req_dns_status",
             v(&ClientFrame::Request {
                 id: 17,

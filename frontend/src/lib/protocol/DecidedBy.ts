@@ -7,7 +7,11 @@ import type { SettingValue } from "./SettingValue";
 /**
  * The rule or setting that decided.
  */
-export type DecidedBy = { "kind": "rule", 
+export type DecidedBy = { "kind": "paused", 
+/**
+ * When the pause ends, in milliseconds since the Unix epoch.
+ */
+until_unix_ms: number, } | { "kind": "rule", 
 /**
  * Whose rule list it is in.
  */

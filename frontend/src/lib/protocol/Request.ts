@@ -85,4 +85,8 @@ name: string,
 /**
  * The app, or `None` for an app that has no profile of its own.
  */
-app: string | null, } } | { "method": "dns_flush" };
+app: string | null, } } | { "method": "dns_flush" } | { "method": "pause", "params": { 
+/**
+ * How long.
+ */
+minutes: number, } } | { "method": "resume" };

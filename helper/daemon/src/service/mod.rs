@@ -419,6 +419,28 @@ impl Service {
     ) -> Result<Response, ErrorFrame> {
         match request {
             Request::Status => Ok(Response::Status(self.status(clients))),
+            Request::Pause { minutes } => {
+                if !matches!(self.enforcement, EnforcementState::Enforcing) {
+                    return Err(invalid(
+                        "the helper is not enforcing: there is nothing to pause",
+                    ));
+                }
+                if !(1..=1440).contains(&minutes) {
+                    return Err(invalid(format!(
+                        "pause for 1 to 1440 minutes, not {minutes}"
+                    )));
+                }
+                let until = now_ms.saturating_add(u64::from(minutes) * 60_000);
+                self.policy.pause(until);
+                tracing::info!(minutes, "protection paused");
+                // Wakes the timer that ends it.
+                self.changes.send_modify(|generation| *generation += 1);
+                Ok(Response::Status(self.status(clients)))
+            }
+            Request::Resume => {
+                self.end_pause();
+                Ok(Response::Status(self.status(clients)))
+            }
             // With a resolver running, the connection layer answers these itself.
             Request::DnsStatus => Ok(Response::DnsStatus(Box::new(
                 portcullis_protocol::DnsStatus {
@@ -722,12 +744,18 @@ impl Service {
     /// The helper's status.
     pub fn status(&self, clients: u32) -> Status {
         let rules = self.all_profiles().map(|p| p.info.rules).sum();
+        let enforcement = match (&self.enforcement, self.policy.paused_at(crate::now_ms())) {
+            (EnforcementState::Enforcing, Some(until)) => EnforcementState::Paused {
+                until_unix_ms: until,
+            },
+            (state, _) => state.clone(),
+        };
         Status {
             version: portcullis_protocol::RELEASE_VERSION.to_string(),
             protocol_version: portcullis_protocol::PROTOCOL_VERSION,
             uptime_secs: self.started.elapsed().as_secs(),
             pid: std::process::id(),
-            enforcement: self.enforcement.clone(),
+            enforcement,
             attribution: self.attribution.clone(),
             apps: u32::try_from(self.snapshot.apps.len()).unwrap_or(u32::MAX),
             rules,
@@ -735,7 +763,7 @@ impl Service {
         }
     }
 
-    /// The earliest time a rule ends, if any rule has an end time.
+    /// The earliest time a rule or a pause ends, if any has an end time.
     pub fn next_expiry(&self) -> Option<u64> {
         self.all_profiles()
             .flat_map(|p| p.rules.iter())
@@ -743,7 +771,18 @@ impl Service {
                 RuleLifetime::Until { unix_ms } => Some(unix_ms),
                 _ => None,
             })
+            .chain(self.policy.pause_end())
             .min()
+    }
+
+    /// Ends a pause (asked for, or its time is up): protection resumes, and the connections
+    /// opened during the pause are decided again (the live re-decision follows this change).
+    fn end_pause(&mut self) {
+        if self.policy.pause_end().is_some() {
+            self.policy.resume();
+            tracing::info!("protection resumed");
+            self.changes.send_modify(|generation| *generation += 1);
+        }
     }
 
     /// Whether some rule lives until a process exits (the timer then looks every few seconds).
@@ -755,6 +794,9 @@ impl Service {
 
     /// Removes the rules whose time is up or whose process exited, and tells subscribers.
     pub fn expire(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        if self.policy.pause_end().is_some_and(|t| t <= now_ms) {
+            self.end_pause();
+        }
         let due = self.next_expiry().is_some_and(|t| t <= now_ms);
         if !due && !self.has_process_rules() {
             return Ok(());
