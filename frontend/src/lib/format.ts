@@ -81,6 +81,7 @@ export const settingLabel: Record<SettingKey, string> = {
   prompt_fallback: "When nobody answers",
   fail_open: "While the helper is not running",
   block_doh: "Apps' own secure DNS",
+  record_history: "Keep in network history",
 };
 
 export const sourceLabel: Record<SettingSource, string> = {
@@ -207,6 +208,7 @@ export const settingHelp: Record<SettingKey, string> = {
   fail_open: "If the helper stops or crashes: keep the network working, or cut it.",
   block_doh:
     "Refuse well-known DNS-over-HTTPS services, so apps ask Portcullis' resolver (where your DNS rules apply).",
+  record_history: "Keep this app's connections and DNS lookups in the history on this machine. Turn off for apps you want forgotten.",
 };
 
 /** Connections and blocks per app, from the recent connections. */

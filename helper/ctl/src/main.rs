@@ -5,6 +5,7 @@
 //!
 //! The command-line surface is a contract: later releases add commands, never rename these.
 
+mod history;
 mod output;
 
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ enum Command {
     /// The helper's DNS resolver: its state, how it answers a name, emptying its cache.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// The network history: past connections and DNS queries, top lists, export, clear.
+    #[command(subcommand)]
+    History(history::HistoryCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,6 +464,7 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
             )
         }
         Command::Connections { .. } => (Request::ListConnections, Show::Connections),
+        Command::History(cmd) => (history::plan(cmd, now_ms())?, Show::Dns),
         Command::Dns(DnsCmd::Status) => (Request::DnsStatus, Show::Dns),
         Command::Dns(DnsCmd::Flush) => (Request::DnsFlush, Show::Dns),
         Command::Dns(DnsCmd::Query { name, app }) => (
@@ -524,6 +529,16 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
 async fn run(cli: &Cli) -> Result<(), Failure> {
     if let Command::Settings(SettingsCmd::Keys) = &cli.command {
         output::keys(cli.json);
+        return Ok(());
+    }
+    if let Command::History(cmd) = &cli.command {
+        let request = history::plan(cmd, now_ms())?;
+        let mut client = connect(cli).await?;
+        if let history::HistoryCmd::Export { csv, .. } = cmd {
+            return history::export(&mut client, request, *csv).await;
+        }
+        let resp = call(&mut client, request).await?;
+        history::print(&resp, cli.json);
         return Ok(());
     }
     let (request, show) = plan(&cli.command)?;

@@ -25,6 +25,9 @@ pub struct Config {
     /// The DNS resolver.
     #[serde(default)]
     pub dns: crate::dns::DnsSection,
+    /// The network history.
+    #[serde(default)]
+    pub history: crate::history::HistorySection,
 }
 
 /// The `[attribution]` table.

@@ -242,6 +242,7 @@ struct Handler {
     resolver: Resolver,
     policy: Arc<AppQueryPolicy>,
     domains: Arc<DomainMap>,
+    history: Arc<crate::history::Recorder>,
 }
 
 impl Resolve for Handler {
@@ -250,11 +251,56 @@ impl Resolve for Handler {
         if let Outcome::Answered { .. } = resolution.outcome {
             self.record(&source, &request, &resolution.response);
         }
+        if self.history.is_on() {
+            self.record_history(&source, &request, &resolution.outcome);
+        }
         resolution.response
     }
 }
 
 impl Handler {
+    /// Puts the query in the network history, with what became of it.
+    fn record_history(&self, source: &QuerySource, request: &Message, outcome: &Outcome) {
+        let Some(question) = request.queries.first() else {
+            return;
+        };
+        let name = question.name().to_ascii().to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        let app = self.policy.asker(source);
+        let (blocked, why) = match outcome {
+            Outcome::Answered {
+                local_zone: Some(zone),
+                ..
+            } => (
+                false,
+                format!(
+                    "answered by the local network's DNS ({})",
+                    zone.to_ascii().trim_end_matches('.')
+                ),
+            ),
+            Outcome::Answered { .. } => (false, "answered".to_string()),
+            Outcome::Blocked { because, .. } => (true, because.clone()),
+            Outcome::Canary => (
+                false,
+                "answered: the canary tells apps to use the system's DNS".to_string(),
+            ),
+            Outcome::Rebinding(_) => (
+                true,
+                "refused: a public name pointed at a private address (DNS rebinding)".to_string(),
+            ),
+            Outcome::Failed { .. } => (false, "no upstream resolver answered".to_string()),
+            // Malformed or unsupported queries name nothing worth keeping.
+            Outcome::Invalid { .. } => return,
+        };
+        self.history.record(crate::history::dns_record(
+            &app,
+            source,
+            name,
+            (blocked, why),
+            crate::now_ms(),
+        ));
+    }
+
     fn record(&self, source: &QuerySource, request: &Message, response: &Message) {
         let Some(question) = request.queries.first() else {
             return;
@@ -466,6 +512,7 @@ impl Dns {
         policy: Arc<SharedPolicy>,
         domains: Arc<DomainMap>,
         firewall: Option<InterceptConfig>,
+        history: Arc<crate::history::Recorder>,
     ) -> anyhow::Result<Dns> {
         section
             .resolver
@@ -483,6 +530,7 @@ impl Dns {
             resolver,
             policy: decide,
             domains,
+            history,
         });
         let control = Arc::new(DnsControl {
             handler: Arc::clone(&resolver),

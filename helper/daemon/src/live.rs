@@ -395,6 +395,8 @@ pub struct ConnectionLog {
     entries: Mutex<VecDeque<ConnectionInfo>>,
     next_id: AtomicU64,
     capacity: usize,
+    /// Where decided connections also go to be kept (the network history).
+    history: Arc<crate::history::Recorder>,
 }
 
 impl ConnectionLog {
@@ -404,7 +406,13 @@ impl ConnectionLog {
             entries: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             next_id: AtomicU64::new(1),
             capacity,
+            history: Arc::default(),
         }
+    }
+
+    /// The history recorder every decided connection is also given to.
+    pub fn history(&self) -> Arc<crate::history::Recorder> {
+        Arc::clone(&self.history)
     }
 
     /// A fresh connection id.
@@ -414,6 +422,7 @@ impl ConnectionLog {
 
     /// Adds a connection, dropping the oldest when full.
     pub fn record(&self, info: ConnectionInfo) {
+        self.history.connection(&info);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity {
             entries.pop_front();
@@ -428,6 +437,7 @@ impl ConnectionLog {
         let entry = entries.iter_mut().rev().find(|c| c.id == id)?;
         entry.explanation.verdict = verdict;
         entry.explanation.summary = format!("{}; {how}: {verdict}", entry.explanation.summary);
+        self.history.connection(entry);
         Some(entry.clone())
     }
 

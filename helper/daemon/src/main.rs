@@ -6,6 +6,7 @@
 mod config;
 mod dns;
 mod enforce;
+mod history;
 mod live;
 mod paths;
 mod recover;
@@ -80,6 +81,8 @@ pub struct Resolved {
     pub attribution: config::AttributionSection,
     /// The DNS resolver.
     pub dns: dns::DnsSection,
+    /// The network history.
+    pub history: history::HistorySection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -116,6 +119,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
             ebpf_cgroup: p.ebpf_cgroup.clone().or(config.attribution.ebpf_cgroup),
         },
         dns: config.dns,
+        history: config.history,
     })
 }
 

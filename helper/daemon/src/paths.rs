@@ -26,6 +26,11 @@ impl Paths {
     pub fn settings_db(&self) -> PathBuf {
         self.state_dir.join("settings.db")
     }
+
+    /// The network history database (expendable: a corrupt one is moved aside).
+    pub fn history_db(&self) -> PathBuf {
+        self.state_dir.join("history.db")
+    }
 }
 
 /// Makes `path` absolute against the current directory, so that logs and errors name the

@@ -104,6 +104,7 @@ mod tests {
             },
             attribution: crate::config::AttributionSection::default(),
             dns: crate::dns::DnsSection::default(),
+            history: crate::history::HistorySection::default(),
         }
     }
 

@@ -96,6 +96,25 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         now_ms(),
     )?));
 
+    // History before anything decides, so the first connections are kept too. It is
+    // expendable: a database that cannot be opened leaves history off, never enforcement.
+    let recorder = lock(&service).connections().history();
+    let history = if resolved.history.enabled {
+        let policy = lock(&service).policy();
+        match crate::history::History::start(&resolved.history, &paths.history_db(), policy) {
+            Ok(h) => {
+                recorder.attach(h.sender());
+                Some(Arc::new(h))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the network history is off for this run");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let domains = Arc::new(crate::live::DomainMap::default());
     // The resolver first, so that queries redirected to it find it listening. A failure to
@@ -108,7 +127,15 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             mark_mask: resolved.intercept.mark_mask,
             ..InterceptConfig::default()
         });
-        match crate::dns::Dns::start(&resolved.dns, policy, domains.clone(), firewall).await {
+        match crate::dns::Dns::start(
+            &resolved.dns,
+            policy,
+            domains.clone(),
+            firewall,
+            recorder.clone(),
+        )
+        .await
+        {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "the DNS resolver is off");
@@ -210,6 +237,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
                             service.clone(),
                             events.clone(),
                             dns_control.clone(),
+                            history.clone(),
                         ));
                     }
                     None => {
@@ -243,6 +271,16 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         d.stop().await;
     }
     drop(server);
+    if let Some(h) = &history {
+        let s = h.stats();
+        tracing::info!(
+            written = s.written,
+            lost = s.lost,
+            not_recorded = s.not_recorded,
+            failed = s.failed,
+            "history at stop"
+        );
+    }
     tracing::info!("portcullisd stopped");
     result
 }
@@ -253,6 +291,46 @@ fn is_dns(request: &Request) -> bool {
         request,
         Request::DnsStatus | Request::DnsQuery { .. } | Request::DnsFlush
     )
+}
+
+/// Whether the history answers `request` (when it is kept).
+fn is_history(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::HistoryQuery { .. } | Request::HistoryTop { .. } | Request::HistoryClear { .. }
+    )
+}
+
+/// Answers a history request (queries may read many pages: never under the service lock).
+fn history_request(h: &crate::history::History, request: Request) -> Reply {
+    let answer = match request {
+        Request::HistoryQuery {
+            filter,
+            after,
+            limit,
+        } => h.query(&filter, after, limit).map(Response::History),
+        Request::HistoryTop {
+            by,
+            filter,
+            by_bytes,
+            limit,
+        } => h
+            .top(by, &filter, by_bytes, limit)
+            .map(Response::HistoryTop),
+        Request::HistoryClear { app } => app
+            .as_deref()
+            .map_or(Ok(()), crate::service::check_app_key)
+            .and_then(|()| h.clear(app))
+            .map(|rows| Response::HistoryCleared { rows }),
+        _ => Err(ErrorFrame::new(
+            ErrorCode::Internal,
+            "not a history request; nothing was changed",
+        )),
+    };
+    match answer {
+        Ok(r) => Reply::Ok(r),
+        Err(e) => Reply::Err(e),
+    }
 }
 
 /// Answers a DNS request from the running resolver (resolving may wait on the network, so it
@@ -456,6 +534,7 @@ async fn serve_client(
     service: Shared,
     events: broadcast::Sender<Event>,
     dns: Option<Arc<crate::dns::DnsControl>>,
+    history: Option<Arc<crate::history::History>>,
 ) {
     let clients = slot.clients.clone();
     let peer = conn.peer;
@@ -537,6 +616,18 @@ async fn serve_client(
             Reply::Ok(Response::Subscribed)
         } else if let (Some(ctl), true) = (&dns, is_dns(&request)) {
             dns_request(ctl, request).await
+        } else if let (Some(h), true) = (&history, is_history(&request)) {
+            let h = h.clone();
+            match tokio::task::spawn_blocking(move || history_request(&h, request)).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::error!(error = %e, "history request failed");
+                    Reply::Err(ErrorFrame::new(
+                        ErrorCode::Internal,
+                        "the helper failed to answer; nothing was changed",
+                    ))
+                }
+            }
         } else {
             let svc = service.clone();
             let n = clients.total.load(Ordering::Relaxed);

@@ -29,6 +29,8 @@ pub fn builtin_default(key: SettingKey) -> SettingValue {
         SettingKey::FailOpen => SettingValue::Bool(true),
         // Apps' own resolvers would bypass every DNS rule: make them fall back to ours.
         SettingKey::BlockDoh => SettingValue::Bool(true),
+        // History stays on the machine; an app the user wants forgotten opts out.
+        SettingKey::RecordHistory => SettingValue::Bool(true),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::apps::{AppInfo, AppRef};
 use crate::connection::{ConnectionInfo, ConnectionQuery};
 use crate::dns::{DnsAnswer, DnsStatus};
 use crate::explain::Explanation;
+use crate::history::{HistoryCursor, HistoryFilter, HistoryPage, HistoryTopBy, HistoryTopEntry};
 use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
@@ -187,6 +188,38 @@ pub enum Request {
     },
     /// Ends a pause now; connections opened during it are decided again. Answer: `Status`.
     Resume,
+    /// A page of history matching `filter`, newest first, after `after` (the previous
+    /// page's `next`). Answer: `History`.
+    HistoryQuery {
+        /// Which rows.
+        #[serde(default)]
+        filter: HistoryFilter,
+        /// Where the page starts; `None` for the newest.
+        #[serde(default)]
+        after: Option<HistoryCursor>,
+        /// Most rows (1 to `HISTORY_PAGE_MAX`).
+        limit: u32,
+    },
+    /// The top apps, domains or countries among rows matching `filter`, by number of rows
+    /// (or by bytes with `by_bytes`). Answer: `HistoryTop`.
+    HistoryTop {
+        /// What to count by.
+        by: HistoryTopBy,
+        /// Which rows.
+        #[serde(default)]
+        filter: HistoryFilter,
+        /// Order by bytes instead of rows.
+        #[serde(default)]
+        by_bytes: bool,
+        /// Most lines (1 to `HISTORY_PAGE_MAX`).
+        limit: u32,
+    },
+    /// Removes one app's history, or all of it. Answer: `HistoryCleared`.
+    HistoryClear {
+        /// The app, or `None` for everything.
+        #[serde(default)]
+        app: Option<AppRef>,
+    },
 }
 
 fn forever() -> RuleLifetime {
@@ -214,7 +247,10 @@ impl Request {
             | Request::DnsQuery { .. }
             | Request::DnsFlush
             | Request::Pause { .. }
-            | Request::Resume => true,
+            | Request::Resume
+            | Request::HistoryQuery { .. }
+            | Request::HistoryTop { .. }
+            | Request::HistoryClear { .. } => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
                 false
             }
@@ -264,6 +300,15 @@ pub enum Response {
     DnsFlushed {
         /// Answers removed.
         entries: u64,
+    },
+    /// For `HistoryQuery`.
+    History(HistoryPage),
+    /// For `HistoryTop`.
+    HistoryTop(Vec<HistoryTopEntry>),
+    /// For `HistoryClear`: how many rows were removed.
+    HistoryCleared {
+        /// Rows removed.
+        rows: u64,
     },
 }
 

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod dns;
 pub mod explain;
 pub mod frames;
+pub mod history;
 pub mod prompts;
 pub mod rules;
 pub mod settings;
@@ -20,6 +21,10 @@ pub use dns::{DnsAnswer, DnsStatus, DnsUpstreamStatus};
 pub use explain::{DecidedBy, Explanation, ProfileLabel, Verdict};
 pub use frames::{
     ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,
+};
+pub use history::{
+    HISTORY_PAGE_MAX, HistoryCursor, HistoryFilter, HistoryKind, HistoryPage, HistoryRow,
+    HistoryTopBy, HistoryTopEntry,
 };
 pub use prompts::{
     Answered, PromptAnswer, PromptDuration, PromptInfo, PromptOutcome, PromptTarget,

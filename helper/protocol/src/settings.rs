@@ -112,11 +112,13 @@ pub enum SettingKey {
     /// by address on ports 443 and 853), so apps fall back to the system's DNS, which is
     /// Portcullis'.
     BlockDoh,
+    /// `true`/`false`: keep this app's connections and DNS queries in the network history.
+    RecordHistory,
 }
 
 impl SettingKey {
     /// Every key, in display order.
-    pub const ALL: [SettingKey; 7] = [
+    pub const ALL: [SettingKey; 8] = [
         SettingKey::DefaultAction,
         SettingKey::BlockInbound,
         SettingKey::BlockScopes,
@@ -124,6 +126,7 @@ impl SettingKey {
         SettingKey::PromptTimeoutSecs,
         SettingKey::PromptFallback,
         SettingKey::FailOpen,
+        SettingKey::RecordHistory,
     ];
 
     /// The key's name as typed by people.
@@ -136,6 +139,7 @@ impl SettingKey {
             SettingKey::PromptFallback => "prompt_fallback",
             SettingKey::FailOpen => "fail_open",
             SettingKey::BlockDoh => "block_doh",
+            SettingKey::RecordHistory => "record_history",
         }
     }
 
@@ -161,6 +165,9 @@ impl SettingKey {
             }
             SettingKey::BlockDoh => {
                 "refuse well-known DNS-over-HTTPS/TLS services, so apps use the system's DNS: true or false"
+            }
+            SettingKey::RecordHistory => {
+                "keep connections and DNS queries in the network history: true or false"
             }
         }
     }
@@ -238,13 +245,14 @@ impl SettingValue {
                 "block" => Action::Block,
                 _ => return Err(bad("allow or block")),
             }),
-            SettingKey::BlockInbound | SettingKey::FailOpen | SettingKey::BlockDoh => {
-                SettingValue::Bool(match text {
-                    "true" | "yes" | "on" => true,
-                    "false" | "no" | "off" => false,
-                    _ => return Err(bad("true or false")),
-                })
-            }
+            SettingKey::BlockInbound
+            | SettingKey::FailOpen
+            | SettingKey::BlockDoh
+            | SettingKey::RecordHistory => SettingValue::Bool(match text {
+                "true" | "yes" | "on" => true,
+                "false" | "no" | "off" => false,
+                _ => return Err(bad("true or false")),
+            }),
             SettingKey::BlockScopes => {
                 let mut scopes = Vec::new();
                 for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -278,7 +286,10 @@ impl SettingValue {
             (SettingKey::DefaultAction, SettingValue::Action(_)) => true,
             (SettingKey::PromptFallback, SettingValue::Action(a)) => *a != Action::Ask,
             (
-                SettingKey::BlockInbound | SettingKey::FailOpen | SettingKey::BlockDoh,
+                SettingKey::BlockInbound
+                | SettingKey::FailOpen
+                | SettingKey::BlockDoh
+                | SettingKey::RecordHistory,
                 SettingValue::Bool(_),
             ) => true,
             (SettingKey::BlockScopes, SettingValue::Scopes(s)) => {

@@ -428,6 +428,105 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_history_query",
+            v(&ClientFrame::Request {
+                id: 22,
+                request: Request::HistoryQuery {
+                    filter: HistoryFilter {
+                        app: Some("/usr/bin/curl".into()),
+                        verdict: Some(Verdict::Block),
+                        kind: Some(HistoryKind::Connection),
+                        since_ms: Some(1_780_000_000_000),
+                        search: Some("exam".into()),
+                        ..HistoryFilter::default()
+                    },
+                    after: Some(HistoryCursor {
+                        unix_ms: 1_780_000_200_000,
+                        id: 41,
+                    }),
+                    limit: 100,
+                },
+            }),
+        ),
+        (
+            "req_history_top",
+            v(&ClientFrame::Request {
+                id: 23,
+                request: Request::HistoryTop {
+                    by: HistoryTopBy::Domain,
+                    filter: HistoryFilter::default(),
+                    by_bytes: true,
+                    limit: 10,
+                },
+            }),
+        ),
+        (
+            "req_history_clear",
+            v(&ClientFrame::Request {
+                id: 24,
+                request: Request::HistoryClear {
+                    app: Some("/usr/bin/curl".into()),
+                },
+            }),
+        ),
+        (
+            "resp_history",
+            v(&ServerFrame::Response {
+                id: 22,
+                reply: Reply::Ok(Response::History(HistoryPage {
+                    rows: vec![HistoryRow {
+                        id: 40,
+                        kind: HistoryKind::Connection,
+                        unix_ms: 1_780_000_190_000,
+                        app: "/usr/bin/curl".into(),
+                        pid: Some(4242),
+                        exe: Some("/usr/bin/curl".into()),
+                        direction: Direction::Outbound,
+                        protocol: Protocol::Tcp,
+                        local: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 1, 1)),
+                        local_port: Some(40_000),
+                        remote: std::net::IpAddr::V4(std::net::Ipv4Addr::new(93, 184, 215, 14)),
+                        remote_port: Some(443),
+                        domain: Some("example.com".into()),
+                        country: Some("US".into()),
+                        asn: Some(15_133),
+                        scope: Scope::Internet,
+                        verdict: Verdict::Block,
+                        explanation: "blocked by rule `- example.com` of app /usr/bin/curl".into(),
+                        bytes_out: 0,
+                        bytes_in: 0,
+                        packets_out: 0,
+                        packets_in: 0,
+                        end_ms: None,
+                    }],
+                    next: Some(HistoryCursor {
+                        unix_ms: 1_780_000_190_000,
+                        id: 40,
+                    }),
+                })),
+            }),
+        ),
+        (
+            "resp_history_top",
+            v(&ServerFrame::Response {
+                id: 23,
+                reply: Reply::Ok(Response::HistoryTop(vec![HistoryTopEntry {
+                    key: "example.com".into(),
+                    rows: 12,
+                    blocked: 3,
+                    bytes_out: 1200,
+                    bytes_in: 54_000,
+                }])),
+            }),
+        ),
+        (
+            "resp_history_cleared",
+            v(&ServerFrame::Response {
+                id: 24,
+                reply: Reply::Ok(Response::HistoryCleared { rows: 12 }),
+            }),
+        ),
+        (
             "req_dns_status",
             v(&ClientFrame::Request {
                 id: 17,

@@ -5,6 +5,8 @@ import type { ConnectionInfo } from "./ConnectionInfo";
 import type { DnsAnswer } from "./DnsAnswer";
 import type { DnsStatus } from "./DnsStatus";
 import type { Explanation } from "./Explanation";
+import type { HistoryPage } from "./HistoryPage";
+import type { HistoryTopEntry } from "./HistoryTopEntry";
 import type { PromptInfo } from "./PromptInfo";
 import type { RuleInfo } from "./RuleInfo";
 import type { SettingsView } from "./SettingsView";
@@ -29,4 +31,8 @@ rules: Array<RuleInfo>, } } | { "kind": "rules", "data": Array<RuleInfo> } | { "
 /**
  * Answers removed.
  */
-entries: number, } };
+entries: number, } } | { "kind": "history", "data": HistoryPage } | { "kind": "history_top", "data": Array<HistoryTopEntry> } | { "kind": "history_cleared", "data": { 
+/**
+ * Rows removed.
+ */
+rows: number, } };

@@ -66,7 +66,7 @@ fn internal(e: &StoreError) -> ErrorFrame {
 /// Checks an app key from a client: a special profile or an absolute, normalised executable
 /// path without control characters (a path written two ways would make two profiles, and
 /// control characters could drive the terminal that prints it).
-fn check_app_key(key: &str) -> Result<(), ErrorFrame> {
+pub(crate) fn check_app_key(key: &str) -> Result<(), ErrorFrame> {
     if key == KERNEL_KEY || key == SYSTEM_DNS_KEY {
         return Ok(());
     }
@@ -441,6 +441,13 @@ impl Service {
                 self.end_pause();
                 Ok(Response::Status(self.status(clients)))
             }
+            // With history kept, the connection layer answers these itself.
+            Request::HistoryQuery { .. }
+            | Request::HistoryTop { .. }
+            | Request::HistoryClear { .. } => Err(ErrorFrame::new(
+                ErrorCode::NotFound,
+                "the network history is off (see [history] in the configuration, and the helper's log)",
+            )),
             // With a resolver running, the connection layer answers these itself.
             Request::DnsStatus => Ok(Response::DnsStatus(Box::new(
                 portcullis_protocol::DnsStatus {

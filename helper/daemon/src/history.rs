@@ -1,0 +1,574 @@
+//! The network history in the running helper: every decided connection and DNS query goes to
+//! `portcullis-history`'s batched writer (never blocking a verdict: a full channel counts the
+//! record as lost), and clients read pages, top lists and clear it over IPC. Queries run on a
+//! reader connection of their own, off the service lock, so a slow search never holds up
+//! prompts or rule changes.
+//!
+//! History is expendable and enforcement is not: a history database that cannot be opened is
+//! logged and history is off for this run; a corrupt one is moved aside by the crate.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use portcullis_history as h;
+use portcullis_protocol::{
+    ConnectionInfo, ErrorCode, ErrorFrame, HISTORY_PAGE_MAX, HistoryCursor, HistoryFilter,
+    HistoryKind, HistoryPage, HistoryRow, HistoryTopBy, HistoryTopEntry, SettingKey, SettingValue,
+    Verdict,
+};
+use serde::Deserialize;
+
+use crate::live::SharedPolicy;
+
+/// The `[history]` table of the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    /// Keep a history at all (default true). Per app, the `record_history` setting decides.
+    pub enabled: bool,
+    /// Days allowed connections are kept (default 30; 0: no age limit).
+    pub keep_allowed_days: u32,
+    /// Days blocked connections are kept (default 90; 0: no age limit).
+    pub keep_blocked_days: u32,
+    /// Most rows kept of each class, allowed and blocked (default 2,000,000 each; about
+    /// 150 bytes a row on disk). The oldest go first.
+    pub max_rows: u64,
+    /// Days the per-app bandwidth totals are kept (default 365; 0: no age limit).
+    pub keep_bandwidth_days: u32,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            enabled: true,
+            keep_allowed_days: 30,
+            keep_blocked_days: 90,
+            max_rows: 2_000_000,
+            keep_bandwidth_days: 365,
+        }
+    }
+}
+
+impl HistorySection {
+    fn retention(&self) -> h::Retention {
+        let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * 86_400));
+        let rows = (self.max_rows > 0).then_some(self.max_rows);
+        h::Retention {
+            allowed: h::ClassRetention {
+                max_age: days(self.keep_allowed_days),
+                max_rows: rows,
+            },
+            blocked: h::ClassRetention {
+                max_age: days(self.keep_blocked_days),
+                max_rows: rows,
+            },
+            bandwidth_max_age: days(self.keep_bandwidth_days),
+        }
+    }
+}
+
+/// The handle the verdict path records through: set once history has started, so records
+/// made before then (or with history off) are simply not kept.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    sender: OnceLock<h::RecordSender>,
+}
+
+impl Recorder {
+    /// Starts recording into `sender`.
+    pub fn attach(&self, sender: h::RecordSender) {
+        let _ = self.sender.set(sender);
+    }
+
+    /// Records a decided connection. An `ask` is not recorded: it is recorded when settled.
+    pub fn connection(&self, info: &ConnectionInfo) {
+        if let Some(sender) = self.sender.get()
+            && let Some(record) = connection_record(info)
+        {
+            sender.record(record);
+        }
+    }
+
+    /// Records a DNS query.
+    pub fn record(&self, record: h::Record) {
+        if let Some(sender) = self.sender.get() {
+            sender.record(record);
+        }
+    }
+
+    /// Whether anything is recorded.
+    pub fn is_on(&self) -> bool {
+        self.sender.get().is_some()
+    }
+}
+
+/// The history of the running helper.
+#[derive(Debug)]
+pub struct History {
+    writer: h::Writer,
+    path: PathBuf,
+    reader: Mutex<Option<h::Store>>,
+}
+
+impl History {
+    /// Opens (or creates) `path` and starts the writer. Apps whose `record_history` setting
+    /// is off are not recorded; the setting is read from the live policy at each record.
+    pub fn start(
+        section: &HistorySection,
+        path: &Path,
+        policy: Arc<SharedPolicy>,
+    ) -> Result<History, h::HistoryError> {
+        let config = h::WriterConfig {
+            retention: section.retention(),
+            ..h::WriterConfig::default()
+        };
+        let dont_record: h::DontRecord = Arc::new(move |app: &str| !records(&policy, app));
+        let (writer, moved) = h::Writer::start(path, config, Some(dont_record))?;
+        if let Some(aside) = moved {
+            tracing::error!(
+                aside = %aside.display(),
+                "the history database was corrupt: it was moved aside and a fresh one started"
+            );
+        }
+        Ok(History {
+            writer,
+            path: path.to_path_buf(),
+            reader: Mutex::new(None),
+        })
+    }
+
+    /// A handle for the verdict path.
+    pub fn sender(&self) -> h::RecordSender {
+        self.writer.sender()
+    }
+
+    /// Runs `f` on the reader connection (opened on first use, and again after a failure,
+    /// since the writer may have replaced a corrupt file).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&h::Store) -> Result<T, h::HistoryError>,
+    ) -> Result<T, ErrorFrame> {
+        // What was decided before the request is in the answer.
+        self.writer.flush().map_err(failed)?;
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        if reader.is_none() {
+            *reader = Some(h::Store::open_reader(&self.path).map_err(failed)?);
+        }
+        let store = reader.as_ref().ok_or_else(|| failed("no reader"))?;
+        let result = f(store);
+        if result.is_err() {
+            *reader = None;
+        }
+        result.map_err(failed)
+    }
+
+    /// A page of rows matching `filter`.
+    pub fn query(
+        &self,
+        filter: &HistoryFilter,
+        after: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<HistoryPage, ErrorFrame> {
+        let filter = to_filter(filter)?;
+        let limit = check_limit(limit)?;
+        let after = after.map(|c| h::Cursor {
+            unix_ms: ms(c.unix_ms),
+            id: i64::try_from(c.id).unwrap_or(i64::MAX),
+        });
+        let page = self.read(|s| s.query(&filter, after, limit))?;
+        Ok(HistoryPage {
+            rows: page.rows.into_iter().map(to_row).collect(),
+            next: page.next.map(|c| HistoryCursor {
+                unix_ms: u64::try_from(c.unix_ms).unwrap_or(0),
+                id: u64::try_from(c.id).unwrap_or(0),
+            }),
+        })
+    }
+
+    /// The top apps, domains or countries among rows matching `filter`.
+    pub fn top(
+        &self,
+        by: HistoryTopBy,
+        filter: &HistoryFilter,
+        by_bytes: bool,
+        limit: u32,
+    ) -> Result<Vec<HistoryTopEntry>, ErrorFrame> {
+        let filter = to_filter(filter)?;
+        let limit = check_limit(limit)?;
+        let by = match by {
+            HistoryTopBy::App => h::TopBy::App,
+            HistoryTopBy::Domain => h::TopBy::Domain,
+            HistoryTopBy::Country => h::TopBy::Country,
+        };
+        let order = if by_bytes {
+            h::TopOrder::Bytes
+        } else {
+            h::TopOrder::Rows
+        };
+        let top = self.read(|s| s.top(by, order, &filter, limit))?;
+        Ok(top
+            .into_iter()
+            .map(|t| HistoryTopEntry {
+                key: t.key,
+                rows: t.rows,
+                blocked: t.blocked,
+                bytes_out: t.bytes_out,
+                bytes_in: t.bytes_in,
+            })
+            .collect())
+    }
+
+    /// Removes one app's history (`app` checked by the caller), or all of it.
+    pub fn clear(&self, app: Option<String>) -> Result<u64, ErrorFrame> {
+        let what = match app {
+            Some(key) => h::Clear::App(key),
+            None => h::Clear::All,
+        };
+        let removed = self.writer.clear(what).map_err(failed)?;
+        Ok(removed.rows)
+    }
+
+    /// What the writer has done since the helper started.
+    pub fn stats(&self) -> h::Stats {
+        self.writer.stats()
+    }
+}
+
+/// Whether `app`'s activity is recorded under the live policy.
+fn records(policy: &SharedPolicy, app: &str) -> bool {
+    let snapshot = policy.load();
+    let entry = portcullis_policy::resolve(
+        SettingKey::RecordHistory,
+        snapshot.apps.get(app).map(|a| &a.overrides),
+        &snapshot.global.overrides,
+    );
+    !matches!(entry.value, SettingValue::Bool(false))
+}
+
+fn failed(e: impl std::fmt::Display) -> ErrorFrame {
+    // The error can name the database's path: that is the helper's own, not the user's.
+    tracing::warn!(error = %e, "history request failed");
+    ErrorFrame::new(
+        ErrorCode::Internal,
+        format!("the history could not be read or changed: {e}"),
+    )
+}
+
+fn invalid(message: impl Into<String>) -> ErrorFrame {
+    ErrorFrame::new(ErrorCode::InvalidInput, message)
+}
+
+fn check_limit(limit: u32) -> Result<usize, ErrorFrame> {
+    if (1..=HISTORY_PAGE_MAX).contains(&limit) {
+        Ok(limit as usize)
+    } else {
+        Err(invalid(format!(
+            "invalid limit {limit}: ask for 1 to {HISTORY_PAGE_MAX} rows"
+        )))
+    }
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Longest domain or search text a filter may carry (a domain is at most 253 bytes).
+const MAX_FILTER_TEXT: usize = 256;
+
+/// Checks a client's filter and converts it.
+fn to_filter(f: &HistoryFilter) -> Result<h::Filter, ErrorFrame> {
+    let text = |what: &str, v: &Option<String>| -> Result<Option<String>, ErrorFrame> {
+        match v {
+            Some(s) if s.len() > MAX_FILTER_TEXT || s.chars().any(char::is_control) => {
+                Err(invalid(format!(
+                    "invalid {what} filter: at most {MAX_FILTER_TEXT} bytes, no control characters"
+                )))
+            }
+            Some(s) if s.is_empty() => Ok(None),
+            other => Ok(other.clone()),
+        }
+    };
+    if let Some(app) = &f.app {
+        crate::service::check_app_key(app)?;
+    }
+    let country = match &f.country {
+        Some(c) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => {
+            Some(c.to_ascii_uppercase())
+        }
+        Some(c) => {
+            return Err(invalid(format!(
+                "invalid country `{}`: expected a two-letter code such as DE",
+                c.chars().take(20).collect::<String>().escape_debug()
+            )));
+        }
+        None => None,
+    };
+    let verdict = match f.verdict {
+        None => None,
+        Some(Verdict::Allow) => Some(h::Verdict::Allow),
+        Some(Verdict::Block) => Some(h::Verdict::Block),
+        Some(Verdict::Drop) => Some(h::Verdict::Drop),
+        Some(Verdict::Ask) => {
+            return Err(invalid(
+                "invalid verdict filter `ask`: history records what a prompt's answer was (allow, block or drop)",
+            ));
+        }
+    };
+    if let (Some(a), Some(b)) = (f.since_ms, f.until_ms)
+        && a > b
+    {
+        return Err(invalid("invalid time range: `since` is after `until`"));
+    }
+    Ok(h::Filter {
+        app: f.app.clone(),
+        domain: text("domain", &f.domain)?.map(|d| d.trim_end_matches('.').to_ascii_lowercase()),
+        ip: f.ip,
+        country,
+        asn: f.asn,
+        verdict,
+        direction: f.direction.map(direction),
+        kind: f.kind.map(|k| match k {
+            HistoryKind::Connection => h::Kind::Connection,
+            HistoryKind::Dns => h::Kind::Dns,
+        }),
+        since_ms: f.since_ms.map(ms),
+        until_ms: f.until_ms.map(ms),
+        search: text("search", &f.search)?,
+    })
+}
+
+fn direction(d: portcullis_protocol::Direction) -> h::Direction {
+    match d {
+        portcullis_protocol::Direction::Outbound => h::Direction::Outbound,
+        portcullis_protocol::Direction::Inbound => h::Direction::Inbound,
+    }
+}
+
+fn protocol(p: portcullis_protocol::Protocol) -> h::Protocol {
+    match p {
+        portcullis_protocol::Protocol::Tcp => h::Protocol::Tcp,
+        portcullis_protocol::Protocol::Udp => h::Protocol::Udp,
+        portcullis_protocol::Protocol::Icmp => h::Protocol::Icmp,
+    }
+}
+
+fn scope(s: portcullis_protocol::Scope) -> h::Scope {
+    use portcullis_protocol::Scope as S;
+    match s {
+        S::Localhost => h::Scope::Localhost,
+        S::Lan => h::Scope::Lan,
+        S::Internet => h::Scope::Internet,
+        S::P2p => h::Scope::P2p,
+        S::Inbound => h::Scope::Inbound,
+    }
+}
+
+/// The history record of a decided connection; `None` while it waits for an answer.
+pub fn connection_record(info: &ConnectionInfo) -> Option<h::Record> {
+    let verdict = match info.explanation.verdict {
+        Verdict::Allow => h::Verdict::Allow,
+        Verdict::Block => h::Verdict::Block,
+        Verdict::Drop => h::Verdict::Drop,
+        Verdict::Ask => return None,
+    };
+    Some(h::Record {
+        kind: h::Kind::Connection,
+        unix_ms: ms(info.unix_ms),
+        app: info.app.clone(),
+        pid: info.pid,
+        exe: None,
+        direction: direction(info.direction),
+        protocol: protocol(info.protocol),
+        local: info.local,
+        local_port: info.local_port,
+        remote: info.remote,
+        remote_port: info.remote_port,
+        domain: info.domain.clone(),
+        country: None,
+        asn: None,
+        scope: scope(info.scope),
+        verdict,
+        explanation: info.explanation.summary.clone(),
+        bytes_out: 0,
+        bytes_in: 0,
+        packets_out: 0,
+        packets_in: 0,
+        start_ms: Some(ms(info.unix_ms)),
+        end_ms: None,
+    })
+}
+
+/// The history record of a DNS query for `name` that `app` sent from `source`, and whether
+/// it was blocked and why.
+pub fn dns_record(
+    app: &str,
+    source: &portcullis_dns::policy::QuerySource,
+    name: &str,
+    (blocked, explanation): (bool, String),
+    now_ms: u64,
+) -> h::Record {
+    // From the app's side: its own socket is local, the server it asked is remote.
+    let (local, server) = (source.peer, source.local);
+    let protocol_tcp = matches!(source.protocol, portcullis_dns::policy::Protocol::Tcp);
+    let remote: IpAddr = server.ip();
+    h::Record {
+        kind: h::Kind::Dns,
+        unix_ms: ms(now_ms),
+        app: app.to_owned(),
+        pid: None,
+        exe: None,
+        direction: h::Direction::Outbound,
+        protocol: if protocol_tcp {
+            h::Protocol::Tcp
+        } else {
+            h::Protocol::Udp
+        },
+        local: local.ip(),
+        local_port: Some(local.port()),
+        remote,
+        remote_port: Some(server.port()),
+        domain: Some(name.to_owned()),
+        country: None,
+        asn: None,
+        scope: if remote.is_loopback() {
+            h::Scope::Localhost
+        } else {
+            h::Scope::Lan
+        },
+        verdict: if blocked {
+            h::Verdict::Block
+        } else {
+            h::Verdict::Allow
+        },
+        explanation,
+        bytes_out: 0,
+        bytes_in: 0,
+        packets_out: 0,
+        packets_in: 0,
+        start_ms: Some(ms(now_ms)),
+        end_ms: None,
+    }
+}
+
+fn to_row(row: h::Row) -> HistoryRow {
+    let r = row.record;
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    HistoryRow {
+        id: u(row.id),
+        kind: match r.kind {
+            h::Kind::Connection => HistoryKind::Connection,
+            h::Kind::Dns => HistoryKind::Dns,
+        },
+        unix_ms: u(r.unix_ms),
+        app: r.app,
+        pid: r.pid,
+        exe: r.exe,
+        direction: match r.direction {
+            h::Direction::Outbound => portcullis_protocol::Direction::Outbound,
+            h::Direction::Inbound => portcullis_protocol::Direction::Inbound,
+        },
+        protocol: match r.protocol {
+            h::Protocol::Tcp => portcullis_protocol::Protocol::Tcp,
+            h::Protocol::Udp => portcullis_protocol::Protocol::Udp,
+            h::Protocol::Icmp => portcullis_protocol::Protocol::Icmp,
+        },
+        local: r.local,
+        local_port: r.local_port,
+        remote: r.remote,
+        remote_port: r.remote_port,
+        domain: r.domain,
+        country: r.country,
+        asn: r.asn,
+        scope: match r.scope {
+            h::Scope::Localhost => portcullis_protocol::Scope::Localhost,
+            h::Scope::Lan => portcullis_protocol::Scope::Lan,
+            h::Scope::Internet => portcullis_protocol::Scope::Internet,
+            h::Scope::P2p => portcullis_protocol::Scope::P2p,
+            h::Scope::Inbound => portcullis_protocol::Scope::Inbound,
+        },
+        verdict: match r.verdict {
+            h::Verdict::Allow => Verdict::Allow,
+            h::Verdict::Block => Verdict::Block,
+            h::Verdict::Drop => Verdict::Drop,
+        },
+        explanation: r.explanation,
+        bytes_out: r.bytes_out,
+        bytes_in: r.bytes_in,
+        packets_out: r.packets_out,
+        packets_in: r.packets_in,
+        end_ms: r.end_ms.map(u),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_filter_is_named_and_a_good_one_converts() {
+        let bad = |f: HistoryFilter| to_filter(&f).unwrap_err().message;
+        assert!(
+            bad(HistoryFilter {
+                country: Some("Germany".into()),
+                ..Default::default()
+            })
+            .contains("Germany")
+        );
+        assert!(
+            bad(HistoryFilter {
+                verdict: Some(Verdict::Ask),
+                ..Default::default()
+            })
+            .contains("ask")
+        );
+        assert!(
+            bad(HistoryFilter {
+                app: Some("relative/path".into()),
+                ..Default::default()
+            })
+            .contains("relative/path")
+        );
+        assert!(
+            bad(HistoryFilter {
+                search: Some("x".repeat(300)),
+                ..Default::default()
+            })
+            .contains("search")
+        );
+        assert!(
+            bad(HistoryFilter {
+                since_ms: Some(10),
+                until_ms: Some(5),
+                ..Default::default()
+            })
+            .contains("since")
+        );
+        let good = to_filter(&HistoryFilter {
+            country: Some("de".into()),
+            domain: Some("Example.COM.".into()),
+            search: Some(String::new()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(good.country.as_deref(), Some("DE"));
+        assert_eq!(good.domain.as_deref(), Some("example.com"));
+        assert_eq!(good.search, None);
+        assert!(check_limit(0).is_err() && check_limit(HISTORY_PAGE_MAX + 1).is_err());
+    }
+
+    #[test]
+    fn the_config_section_has_bounded_defaults_and_zero_means_no_limit() {
+        let r = HistorySection::default().retention();
+        assert_eq!(r.allowed.max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(r.blocked.max_rows, Some(2_000_000));
+        let r = HistorySection {
+            keep_allowed_days: 0,
+            max_rows: 0,
+            ..HistorySection::default()
+        }
+        .retention();
+        assert_eq!((r.allowed.max_age, r.allowed.max_rows), (None, None));
+    }
+}

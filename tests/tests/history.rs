@@ -1,0 +1,253 @@
+//! The network history, end to end: the real `portcullisd` in a lab namespace records what
+//! its real netfilter and resolver decided into its real SQLite database, and
+//! `portcullisctl history` reads, exports and clears it.
+
+use portcullis_lab::app_codes::{OK, REFUSED};
+use portcullis_lab::dns::start_dnsmasq;
+use portcullis_lab::{Helper, HelperOpts, Lab, require_root};
+use serde_json::Value;
+
+fn connect(lab: &Lab, app: &std::path::Path, host: &str) -> i32 {
+    lab.client()
+        .run_app(app, ["connect", "tcp", host, "7", "--timeout-ms", "2000"])
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+/// The history rows `args` select (newest first).
+fn rows(helper: &Helper, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["history", "query", "--limit", "1000"];
+    all.extend_from_slice(args);
+    let page = helper.ctl_json(all);
+    page.get("rows")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn history_keeps_what_was_decided_and_can_be_searched_exported_and_cleared() {
+    require_root!();
+    let lab = Lab::new("history");
+    let echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let (good, bad, quiet) = (lab.app("good"), lab.app("bad"), lab.app("quiet"));
+    let (good_key, bad_key, quiet_key) = (
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        quiet.to_str().unwrap(),
+    );
+    let server = lab.server().ipv4().to_string();
+    helper.ctl_json(["rules", "add", "--app", bad_key, "-", &server, "tcp/7"]);
+    helper.ctl_json([
+        "settings",
+        "set",
+        "--app",
+        quiet_key,
+        "record_history",
+        "false",
+    ]);
+
+    assert_eq!(connect(&lab, &good, &server), OK);
+    assert_eq!(connect(&lab, &good, &server), OK);
+    assert_eq!(connect(&lab, &bad, &server), REFUSED);
+    assert_eq!(connect(&lab, &quiet, &server), OK);
+
+    // What happened is what was kept: each app's connections with their verdicts and why.
+    let good_rows = rows(&helper, &["--app", good_key]);
+    assert_eq!(good_rows.len(), 2, "{good_rows:?}");
+    for r in &good_rows {
+        assert_eq!(r["verdict"], "allow", "{r}");
+        assert_eq!(r["kind"], "connection", "{r}");
+        assert_eq!(r["remote"], server.as_str(), "{r}");
+        assert_eq!(r["remote_port"], 7, "{r}");
+        assert_eq!(r["protocol"], "tcp", "{r}");
+        assert_eq!(r["direction"], "outbound", "{r}");
+        assert!(r["pid"].as_u64().is_some(), "{r}");
+    }
+    assert!(good_rows[0]["unix_ms"].as_u64() >= good_rows[1]["unix_ms"].as_u64());
+    let blocked = rows(&helper, &["--verdict", "block"]);
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0]["app"], bad_key);
+    assert!(
+        blocked[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("- {server} tcp/7")),
+        "{}",
+        blocked[0]
+    );
+    // "Don't record" records nothing for that app, while it is still decided.
+    assert!(rows(&helper, &["--app", quiet_key]).is_empty());
+    assert!(
+        helper
+            .ctl_json(["connections"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["app"] == quiet_key)
+    );
+    // Substring search over app keys, any case.
+    let found = rows(&helper, &["--search", "BAD"]);
+    assert!(
+        !found.is_empty() && found.iter().all(|r| r["app"] == bad_key),
+        "{found:?}"
+    );
+
+    // Top apps counts connections and blocks.
+    let top = helper.ctl_json(["history", "top", "apps"]);
+    let line = |key: &str| {
+        top.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} not in {top}"))
+    };
+    assert_eq!(
+        (
+            line(good_key)["rows"].clone(),
+            line(good_key)["blocked"].clone()
+        ),
+        (2.into(), 0.into())
+    );
+    assert_eq!(line(bad_key)["blocked"], 1);
+
+    // Export round-trips the selection: JSON lines parse back to the same rows; CSV has a
+    // header and one line per row.
+    let out = helper.ctl(["history", "export", "--app", good_key]);
+    assert!(out.success(), "{out}");
+    let exported: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(exported, good_rows);
+    let out = helper.ctl(["history", "export", "--csv", "--verdict", "block"]);
+    assert!(out.success(), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[0].starts_with("id,time_ms,kind,app"), "{}", lines[0]);
+    assert!(
+        lines[1].contains(bad_key) && lines[1].contains(",block,"),
+        "{}",
+        lines[1]
+    );
+
+    // Bad filters are named before anything is asked.
+    let out = helper.ctl(["history", "query", "--verdict", "maybe"]);
+    assert!(!out.success() && out.stderr.contains("maybe"), "{out}");
+    let out = helper.ctl(["history", "query", "--since", "5 weeks"]);
+    assert!(!out.success() && out.stderr.contains("5 weeks"), "{out}");
+
+    // Clearing one app leaves the others.
+    let cleared = helper.ctl_json(["history", "clear", "--app", good_key]);
+    assert_eq!(cleared["rows"], 2, "{cleared}");
+    assert!(rows(&helper, &["--app", good_key]).is_empty());
+    assert_eq!(rows(&helper, &["--app", bad_key]).len(), 1);
+
+    // History survives a restart of the helper.
+    drop(echo);
+    let mut helper = helper;
+    helper.restart();
+    assert_eq!(rows(&helper, &["--app", bad_key]).len(), 1);
+}
+
+#[test]
+fn a_corrupt_history_is_moved_aside_and_the_helper_still_enforces() {
+    require_root!();
+    let lab = Lab::new("history-bad");
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+    let mut helper = lab.client().start_helper(HelperOpts::default());
+    let app = lab.app("blocked");
+    let key = app.to_str().unwrap();
+    let server = lab.server().ipv4().to_string();
+    helper.ctl_json(["rules", "add", "--app", key, "-", &server]);
+    assert_eq!(connect(&lab, &app, &server), REFUSED);
+    assert_eq!(rows(&helper, &["--app", key]).len(), 1);
+    helper.stop();
+
+    // Garbage where the database was: not a SQLite file at all.
+    let db = helper.state_dir().join("history.db");
+    std::fs::write(&db, vec![0x5a_u8; 64 * 1024]).unwrap();
+    for side in ["history.db-wal", "history.db-shm"] {
+        let _ = std::fs::remove_file(helper.state_dir().join(side));
+    }
+    helper.restart();
+
+    // Still enforcing, with a fresh history; the bad file is kept beside it for the user.
+    assert_eq!(connect(&lab, &app, &server), REFUSED);
+    let fresh = rows(&helper, &["--app", key]);
+    assert_eq!(fresh.len(), 1, "only the connection made since: {fresh:?}");
+    let aside: Vec<String> = std::fs::read_dir(helper.state_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("history.db.") && n.contains("corrupt"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // The rules were untouched by it.
+    let rules = helper.ctl_json(["rules", "list", "--app", key]);
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    assert!(
+        helper.logs().contains("corrupt"),
+        "the log says what happened: {}",
+        helper.logs()
+    );
+}
+
+#[test]
+fn dns_queries_are_kept_with_the_app_that_asked_and_what_became_of_them() {
+    require_root!();
+    const RESOLVER: &str = "127.0.0.153";
+    let lab = Lab::new("history-dns");
+    let server = lab.server().ipv4();
+    let _dnsmasq = start_dnsmasq(
+        lab.server(),
+        server.into(),
+        53,
+        "test",
+        &["shop.test,192.0.2.10", "ads.test,192.0.2.11"],
+        &[],
+    );
+    let config = format!(
+        "[dns]\nenabled = true\n[dns.resolver]\nlisten = [\"{RESOLVER}:53\"]\n\
+         upstreams = [\"plain://{server}\"]\n\
+         local_zones = [{{ zone = \"test\", servers = [\"plain://{server}\"] }}]\n"
+    );
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let browser = lab.app("browser");
+    let key = browser.to_str().unwrap();
+    helper.ctl_json(["rules", "add", "--app", key, "-", "ads.test"]);
+    let q = |name: &str| lab.client().run_app(&browser, ["query", RESOLVER, name]);
+    assert_eq!(q("shop.test").code(), Some(OK));
+    assert_ne!(q("ads.test").code(), Some(OK));
+
+    let dns = rows(&helper, &["--kind", "dns", "--app", key]);
+    let of = |name: &str| {
+        dns.iter()
+            .find(|r| r["domain"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {dns:?}"))
+    };
+    assert_eq!(of("shop.test")["verdict"], "allow");
+    let ads = of("ads.test");
+    assert_eq!(ads["verdict"], "block", "{ads}");
+    assert!(
+        ads["explanation"].as_str().unwrap().contains("ads.test"),
+        "{ads}"
+    );
+    assert_eq!(ads["remote"], RESOLVER, "{ads}");
+    // Search finds names by a piece of them.
+    let found = rows(&helper, &["--search", "shop"]);
+    assert!(
+        found.iter().any(|r| r["domain"] == "shop.test"),
+        "{found:?}"
+    );
+}
