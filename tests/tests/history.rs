@@ -251,3 +251,56 @@ fn dns_queries_are_kept_with_the_app_that_asked_and_what_became_of_them() {
         "{found:?}"
     );
 }
+
+#[test]
+fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
+    require_root!();
+    let lab = Lab::new("history-bytes");
+    let server = lab.server().ipv4().to_string();
+    let iperf = lab
+        .server()
+        .spawn(lab.server().cmd("iperf3", ["-s", "-1", "-p", "5201"]));
+    lab.server().wait_for_port(5201, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    let out = lab
+        .client()
+        .run("iperf3", ["-c", &server, "-p", "5201", "-n", "200M", "-J"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap();
+    assert!(sent >= 200 << 20, "{sent}");
+    drop(iperf);
+
+    // The data connection's row carries what it sent; the control connection's little more.
+    let exe = std::fs::canonicalize("/usr/bin/iperf3").unwrap();
+    let app = exe.to_str().unwrap();
+    let mut recorded = 0;
+    let mut kept = Vec::new();
+    for _ in 0..50 {
+        let rows = rows(&helper, &["--app", app]);
+        kept.clone_from(&rows);
+        recorded = rows
+            .iter()
+            .map(|r| r["bytes_out"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        if rows.len() >= 2 && rows.iter().all(|r| r["end_ms"].as_u64().is_some()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let error = (recorded as f64 - sent as f64).abs() / sent as f64;
+    assert!(
+        error <= 0.01,
+        "history says {recorded} bytes out, iperf3 sent {sent} ({:.3}% apart): {kept:#?}",
+        error * 100.0
+    );
+    // And the app's bandwidth counts them too.
+    let top = helper.ctl_json(["history", "top", "apps", "--bytes"]);
+    let line = top
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == app)
+        .cloned()
+        .unwrap_or_else(|| panic!("{app} not in {top}"));
+    assert!(line["bytes_out"].as_u64().unwrap() >= sent, "{line}");
+}

@@ -62,6 +62,7 @@
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 #define TCP_LISTEN 10
+#define TCP_CLOSE 7
 
 // The ABI shared with src/linux/ebpf.rs: keep both in step.
 #define KIND_TCP_CONNECT 1
@@ -265,6 +266,30 @@ struct {
 	__uint(max_entries, FAST_EVENTS_BYTES);
 } pcl_fast_events SEC(".maps");
 
+// What a TCP connection carried, reported when it closes (the ABI with
+// src/linux/traffic.rs). Payload bytes as TCP counts them: acknowledged by the peer going out,
+// received coming in; segments each way.
+struct traffic_event {
+	__u8 protocol;
+	__u8 family;
+	__u16 lport;      // host byte order
+	__u16 rport;      // host byte order
+	__u16 pad;
+	__u32 laddr[4];   // network byte order
+	__u32 raddr[4];
+	__u64 bytes_out;
+	__u64 bytes_in;
+	__u32 packets_out;
+	__u32 packets_in;
+};
+
+#define TRAFFIC_EVENTS_BYTES (256 * 1024)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TRAFFIC_EVENTS_BYTES);
+} pcl_traffic_events SEC(".maps");
+
 // Kernel types, only the fields read here; CO-RE relocates them against the running kernel's
 // BTF at load time.
 typedef struct {
@@ -323,6 +348,7 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
+
 
 struct task_struct {
 	int tgid;
@@ -929,7 +955,8 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 {
 	__u32 op = ops->op;
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB)
+	    op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB &&
+	    op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
@@ -963,6 +990,8 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 		struct owner *o = bpf_map_lookup_elem(&pcl_sockets, &cookie);
 		if (!o)
 			return 1;
+		// An app's connection: its end is reported with what it carried (STATE_CB).
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 		ops_key(ops, &k, 1);
 		normalize(&k);
 		if (!bpf_map_lookup_elem(&pcl_flows, &k))
@@ -980,6 +1009,38 @@ int pcl_sock_ops_cb(struct bpf_sock_ops *ops)
 		if (bpf_map_update_elem(&pcl_sockets, &cookie, &o, BPF_ANY) == 0)
 			count(COUNTER_SOCKETS);
 		put_flow(&k, cookie, &o, KIND_TCP_ACCEPTED);
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	}
+	case BPF_SOCK_OPS_STATE_CB: {
+		// Only sockets of apps ask for this (see ESTABLISHED above). The connection is over
+		// (after TIME_WAIT began, a reset, or a close of both sides): report what it carried,
+		// while its ports are still set. A full ring loses the report, nothing else.
+		if (ops->args[1] != TCP_CLOSE)
+			return 1;
+		struct traffic_event *t =
+			bpf_ringbuf_reserve(&pcl_traffic_events, sizeof(*t), 0);
+		if (!t)
+			return 1;
+		ops_key(ops, &k, 1);
+		t->protocol = IPPROTO_TCP;
+		t->family = k.family;
+		t->lport = k.lport;
+		t->rport = k.rport;
+		t->pad = 0;
+		t->laddr[0] = k.laddr[0];
+		t->laddr[1] = k.laddr[1];
+		t->laddr[2] = k.laddr[2];
+		t->laddr[3] = k.laddr[3];
+		t->raddr[0] = k.raddr[0];
+		t->raddr[1] = k.raddr[1];
+		t->raddr[2] = k.raddr[2];
+		t->raddr[3] = k.raddr[3];
+		t->bytes_out = ops->bytes_acked;
+		t->bytes_in = ops->bytes_received;
+		t->packets_out = ops->segs_out;
+		t->packets_in = ops->segs_in;
+		bpf_ringbuf_submit(t, 0);
 		return 1;
 	}
 	}

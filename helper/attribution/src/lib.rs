@@ -249,6 +249,40 @@ pub struct FastEvent {
     pub remote: SocketAddr,
 }
 
+/// What one TCP connection of an app carried, reported by the kernel when the connection
+/// closed (TCP state CLOSE: after TIME_WAIT began, a reset, or both sides closed): payload bytes as TCP counts them (acknowledged going out, received coming in)
+/// and segments each way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficEvent {
+    /// TCP (the only protocol reported so far).
+    pub protocol: Protocol,
+    /// This machine's end.
+    pub local: SocketAddr,
+    /// The other end.
+    pub remote: SocketAddr,
+    /// Bytes sent (and acknowledged by the other end).
+    pub bytes_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Segments sent.
+    pub packets_out: u64,
+    /// Segments received.
+    pub packets_in: u64,
+}
+
+/// Reads the kernel's reports of what connections carried (needs eBPF).
+#[derive(Debug)]
+pub struct TrafficEvents {
+    inner: imp::TrafficEvents,
+}
+
+impl TrafficEvents {
+    /// The next report, waiting at most `timeout` for one.
+    pub fn next(&mut self, timeout: Duration) -> Option<TrafficEvent> {
+        self.inner.next(timeout)
+    }
+}
+
 /// The kernel side of the firewall's decision cache: a verdict that userspace made for an
 /// app and a destination is repeated by the eBPF connect hooks for that app's later
 /// connections there, so they never wait in the packet queue (see `ebpf/attribution.bpf.c`).
@@ -497,6 +531,12 @@ impl Attributor {
     /// eBPF, give `None`).
     pub fn fast_path(&mut self) -> Option<FastPath> {
         self.inner.fast_path().map(|inner| FastPath { inner })
+    }
+
+    /// The reader of the kernel's reports of what connections carried, once (`None`
+    /// without eBPF, and on later calls).
+    pub fn traffic(&mut self) -> Option<TrafficEvents> {
+        self.inner.traffic().map(|inner| TrafficEvents { inner })
     }
 
     /// Counters since this attributor was made.

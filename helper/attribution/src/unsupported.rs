@@ -29,6 +29,10 @@ impl Attributor {
         match *self {}
     }
 
+    pub(crate) fn traffic(&mut self) -> Option<TrafficEvents> {
+        match *self {}
+    }
+
     pub(crate) fn stats(&self) -> AttributionStats {
         match *self {}
     }
@@ -66,6 +70,16 @@ pub(crate) enum FastEvents {}
 
 impl FastEvents {
     pub(crate) fn next(&mut self, _timeout: Duration) -> Option<FastEvent> {
+        match *self {}
+    }
+}
+
+/// Has no values.
+#[derive(Debug)]
+pub(crate) enum TrafficEvents {}
+
+impl TrafficEvents {
+    pub(crate) fn next(&mut self, _timeout: Duration) -> Option<crate::TrafficEvent> {
         match *self {}
     }
 }

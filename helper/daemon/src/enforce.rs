@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use portcullis_attribution::{
     AppIdentity, Attribution, AttributionConfig, Attributor, FastDecision, FastEvent, FastEvents,
-    FastMarks, FastPath, FastVerdict, Flow, KernelProcess, ProcessInfo,
+    FastMarks, FastPath, FastVerdict, Flow, KernelProcess, ProcessInfo, TrafficEvent,
 };
 use portcullis_intercept::{
     ForgetFilter, InstalledRules, InterceptConfig, InterceptError, Marks, Pending, Queue,
@@ -83,6 +83,8 @@ pub struct Enforcer {
     /// The thread that logs connections the kernel decided (fast path), and its stop flag.
     fast_thread: Option<JoinHandle<()>>,
     fast_stop: Arc<AtomicBool>,
+    /// The thread that records what ended connections carried (stops with `fast_stop`).
+    traffic_thread: Option<JoinHandle<()>>,
     /// The allowed connections a policy change decides again.
     flows: Arc<LiveFlows>,
 }
@@ -100,6 +102,7 @@ impl Enforcer {
         let queue = Queue::open(&config).context("cannot bind the packet queue")?;
         let stopper = queue.stopper();
         let (mut attributor, mut how) = start_attribution(ebpf_cgroup)?;
+        let traffic = attributor.traffic();
         let fast = if fast_path {
             attributor.fast_path()
         } else {
@@ -137,8 +140,21 @@ impl Enforcer {
             thread: Some(thread),
             fast_thread: None,
             fast_stop: Arc::new(AtomicBool::new(false)),
+            traffic_thread: None,
             flows,
         };
+        if let Some(events) = traffic {
+            let history = enforcer.shared.log.history();
+            let flows = Arc::clone(&enforcer.flows);
+            let stop = Arc::clone(&enforcer.fast_stop);
+            match std::thread::Builder::new()
+                .name("traffic".into())
+                .spawn(move || record_traffic(events, &history, &flows, &stop))
+            {
+                Ok(t) => enforcer.traffic_thread = Some(t),
+                Err(e) => tracing::warn!(error = %e, "bytes per connection are off"),
+            }
+        }
         match InstalledRules::install(&enforcer.config) {
             Ok(rules) => {
                 tracing::info!(backend = ?rules.backend(), "firewall rules installed");
@@ -304,6 +320,11 @@ impl Enforcer {
         {
             tracing::error!("the fast path's log thread panicked");
         }
+        if let Some(thread) = self.traffic_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the traffic thread panicked");
+        }
         if let Some(mut rules) = self.rules.take() {
             match rules.remove() {
                 Ok(_) => tracing::info!("firewall rules removed"),
@@ -346,14 +367,18 @@ fn log_fast_events(
             );
             continue;
         };
-        if let (FastVerdict::Allow, Some(local)) = (event.verdict, event.local) {
-            let key = FlowKey {
-                protocol: event.protocol,
-                src: local,
-                dst: event.remote,
-            };
-            flows.insert(key, &app, Direction::Outbound, local);
-        }
+        let allowed = match (event.verdict, event.local) {
+            (FastVerdict::Allow, Some(local)) => Some((
+                FlowKey {
+                    protocol: event.protocol,
+                    src: local,
+                    dst: event.remote,
+                },
+                local,
+                app.clone(),
+            )),
+            _ => None,
+        };
         let (info, now_blocked) = fast_connection(shared, &event, app);
         if now_blocked && let (FastVerdict::Allow, Some(local)) = (event.verdict, event.local) {
             // Allowed in the kernel under a policy that changed since (the change's own
@@ -368,6 +393,60 @@ fn log_fast_events(
             }
         }
         publish(shared, info);
+        // Only after its record: what the connection carried (reported when it ends, perhaps
+        // before this report was read) is matched through this table, and must find the
+        // connection's row already on its way to history.
+        if let Some((key, local, app)) = allowed {
+            flows.insert(key, &app, Direction::Outbound, local);
+        }
+    }
+}
+
+/// Until `stop`, gives history what each ended connection carried, by the app that the
+/// table of live connections names for it (connections it never allowed carried nothing).
+fn record_traffic(
+    mut events: portcullis_attribution::TrafficEvents,
+    history: &crate::history::Recorder,
+    flows: &LiveFlows,
+    stop: &AtomicBool,
+) {
+    // A connection the kernel allowed (fast path) joins the table when its report is read,
+    // which may come after its end: such ends wait a little for it.
+    const WAIT: Duration = Duration::from_secs(2);
+    const MAX_WAITING: usize = 4096;
+    let mut waiting: std::collections::VecDeque<(std::time::Instant, TrafficEvent)> =
+        std::collections::VecDeque::new();
+    while !stop.load(Ordering::Relaxed) {
+        let next = events.next(Duration::from_millis(100));
+        if !history.is_on() {
+            waiting.clear();
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let mut retry = std::mem::take(&mut waiting);
+        retry.extend(next.map(|e| (now + WAIT, e)));
+        for (until, event) in retry {
+            match flows.app_at(event.protocol, event.local, event.remote) {
+                Some(app) => {
+                    tracing::trace!(
+                        local = %event.local,
+                        remote = %event.remote,
+                        bytes_out = event.bytes_out,
+                        bytes_in = event.bytes_in,
+                        "traffic of an ended connection"
+                    );
+                    history.traffic(&app, &event);
+                }
+                None if until > now && waiting.len() < MAX_WAITING => {
+                    waiting.push_back((until, event));
+                }
+                None => tracing::trace!(
+                    local = %event.local,
+                    remote = %event.remote,
+                    "traffic of a connection no app is known for"
+                ),
+            }
+        }
     }
 }
 

@@ -91,6 +91,24 @@ impl Recorder {
         }
     }
 
+    /// Records what an ended connection of `app` carried.
+    pub fn traffic(&self, app: &str, event: &portcullis_attribution::TrafficEvent) {
+        if let Some(sender) = self.sender.get() {
+            sender.traffic(h::Traffic {
+                app: app.to_owned(),
+                protocol: protocol(event.protocol),
+                local_port: event.local.port(),
+                remote: event.remote.ip(),
+                remote_port: event.remote.port(),
+                bytes_out: event.bytes_out,
+                bytes_in: event.bytes_in,
+                packets_out: event.packets_out,
+                packets_in: event.packets_in,
+                end_ms: ms(crate::now_ms()),
+            });
+        }
+    }
+
     /// Records a DNS query.
     pub fn record(&self, record: h::Record) {
         if let Some(sender) = self.sender.get() {

@@ -360,6 +360,23 @@ impl LiveFlows {
             .map(|f| f.direction)
     }
 
+    /// The app of the kept connection whose end on this machine is `local` and whose other
+    /// end is `remote` (the other end of a connection within this machine is not the app's).
+    pub fn app_at(
+        &self,
+        protocol: Protocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<Arc<str>> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |src, dst| FlowKey { protocol, src, dst };
+        t.flows
+            .get(&key(local, remote))
+            .or_else(|| t.flows.get(&key(remote, local)))
+            .filter(|f| f.local == local)
+            .map(|f| Arc::clone(&f.app))
+    }
+
     /// Every kept flow.
     pub fn snapshot(&self) -> Vec<(FlowKey, LiveFlow)> {
         let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);

@@ -24,6 +24,6 @@ mod writer;
 pub use error::{ExportError, HistoryError};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use query::{BandwidthPoint, Bucket, Cursor, Filter, Page, TopBy, TopEntry, TopOrder};
-pub use record::{Direction, Kind, Protocol, Record, Row, Scope, UnknownWord, Verdict};
+pub use record::{Direction, Kind, Protocol, Record, Row, Scope, Traffic, UnknownWord, Verdict};
 pub use store::{ClassRetention, Clear, Opened, Removed, Retention, Store, Verify, now_ms};
 pub use writer::{DontRecord, RecordSender, Stats, Writer, WriterConfig};

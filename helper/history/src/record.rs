@@ -209,3 +209,30 @@ pub struct Row {
     #[serde(flatten)]
     pub record: Record,
 }
+
+/// What a connection carried, known when it ended: written into its row (the app's newest
+/// connection row with the same protocol, local port and remote end that has not ended yet)
+/// and into the app's bandwidth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// The app's profile key.
+    pub app: String,
+    /// The transport protocol.
+    pub protocol: Protocol,
+    /// Our port.
+    pub local_port: u16,
+    /// The other end.
+    pub remote: IpAddr,
+    /// The other end's port.
+    pub remote_port: u16,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// When it ended, in ms since the epoch.
+    pub end_ms: i64,
+}

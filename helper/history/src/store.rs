@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 
 use crate::migrations;
-use crate::{HistoryError, Record};
+use crate::{HistoryError, Record, Traffic};
 
 /// How many distinct strings each intern cache keeps before it starts over.
 const INTERN_CACHE_MAX: usize = 65_536;
@@ -380,6 +380,13 @@ impl Store {
         result.map_err(err)
     }
 
+    /// Writes what ended connections carried (see [`Traffic`]) in one transaction; returns
+    /// how many of them had a row. On failure nothing of the batch is written.
+    pub fn add_traffic(&mut self, items: &[Traffic]) -> Result<u64, HistoryError> {
+        let err = self.err("write connections' traffic");
+        add_traffic_batch(&mut self.conn, items).map_err(err)
+    }
+
     /// Removes rows past the retention limits; `now_ms` is the current time.
     pub fn apply_retention(
         &mut self,
@@ -672,17 +679,6 @@ fn insert_batch(
                 t.connections += 1;
             }
         }
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO bandwidth_minute
-                (minute, app_id, bytes_out, bytes_in, packets_out, packets_in, connections)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (minute, app_id) DO UPDATE SET
-                bytes_out = bytes_out + excluded.bytes_out,
-                bytes_in = bytes_in + excluded.bytes_in,
-                packets_out = packets_out + excluded.packets_out,
-                packets_in = packets_in + excluded.packets_in,
-                connections = connections + excluded.connections",
-        )?;
         let mut posting =
             tx.prepare_cached("INSERT OR IGNORE INTO domain_blocks VALUES (?1, ?2)")?;
         for (d, b) in &domain_blocks {
@@ -700,48 +696,118 @@ fn insert_batch(
         for (b, (lo, hi)) in &blocks {
             range.execute(params![b, lo, hi])?;
         }
-        let mut hourly: HashMap<(i64, i64), Totals> = HashMap::new();
-        for ((minute, app_id), t) in &rollup {
-            upsert.execute(params![
-                minute,
-                app_id,
-                t.bytes_out,
-                t.bytes_in,
-                t.packets_out,
-                t.packets_in,
-                t.connections
-            ])?;
-            let h = hourly
-                .entry((minute.div_euclid(3_600_000) * 3_600_000, *app_id))
-                .or_default();
-            h.bytes_out = h.bytes_out.saturating_add(t.bytes_out);
-            h.bytes_in = h.bytes_in.saturating_add(t.bytes_in);
-            h.packets_out = h.packets_out.saturating_add(t.packets_out);
-            h.packets_in = h.packets_in.saturating_add(t.packets_in);
-            h.connections += t.connections;
-        }
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO bandwidth_hour
-                (hour, app_id, bytes_out, bytes_in, packets_out, packets_in, connections)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (hour, app_id) DO UPDATE SET
-                bytes_out = bytes_out + excluded.bytes_out,
-                bytes_in = bytes_in + excluded.bytes_in,
-                packets_out = packets_out + excluded.packets_out,
-                packets_in = packets_in + excluded.packets_in,
-                connections = connections + excluded.connections",
-        )?;
-        for ((hour, app_id), t) in &hourly {
-            upsert.execute(params![
-                hour,
-                app_id,
-                t.bytes_out,
-                t.bytes_in,
-                t.packets_out,
-                t.packets_in,
-                t.connections
-            ])?;
-        }
+        upsert_rollup(&tx, &rollup)?;
     }
     tx.commit()
+}
+
+/// Adds per-app per-minute totals to the minute and hour rollups.
+fn upsert_rollup(
+    tx: &Transaction<'_>,
+    rollup: &HashMap<(i64, i64), Totals>,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO bandwidth_minute
+            (minute, app_id, bytes_out, bytes_in, packets_out, packets_in, connections)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (minute, app_id) DO UPDATE SET
+            bytes_out = bytes_out + excluded.bytes_out,
+            bytes_in = bytes_in + excluded.bytes_in,
+            packets_out = packets_out + excluded.packets_out,
+            packets_in = packets_in + excluded.packets_in,
+            connections = connections + excluded.connections",
+    )?;
+    let mut hourly: HashMap<(i64, i64), Totals> = HashMap::new();
+    for ((minute, app_id), t) in rollup {
+        upsert.execute(params![
+            minute,
+            app_id,
+            t.bytes_out,
+            t.bytes_in,
+            t.packets_out,
+            t.packets_in,
+            t.connections
+        ])?;
+        let h = hourly
+            .entry((minute.div_euclid(3_600_000) * 3_600_000, *app_id))
+            .or_default();
+        h.bytes_out = h.bytes_out.saturating_add(t.bytes_out);
+        h.bytes_in = h.bytes_in.saturating_add(t.bytes_in);
+        h.packets_out = h.packets_out.saturating_add(t.packets_out);
+        h.packets_in = h.packets_in.saturating_add(t.packets_in);
+        h.connections += t.connections;
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO bandwidth_hour
+            (hour, app_id, bytes_out, bytes_in, packets_out, packets_in, connections)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (hour, app_id) DO UPDATE SET
+            bytes_out = bytes_out + excluded.bytes_out,
+            bytes_in = bytes_in + excluded.bytes_in,
+            packets_out = packets_out + excluded.packets_out,
+            packets_in = packets_in + excluded.packets_in,
+            connections = connections + excluded.connections",
+    )?;
+    for ((hour, app_id), t) in &hourly {
+        upsert.execute(params![
+            hour,
+            app_id,
+            t.bytes_out,
+            t.bytes_in,
+            t.packets_out,
+            t.packets_in,
+            t.connections
+        ])?;
+    }
+    Ok(())
+}
+
+/// Writes what ended connections carried into their rows (the newest open row of the app
+/// with the same ports and remote address) and into the bandwidth rollups, at the minute
+/// each ended. Returns how many rows were found. A connection of an app history never saw
+/// still counts in the app's bandwidth.
+fn add_traffic_batch(conn: &mut Connection, items: &[Traffic]) -> rusqlite::Result<u64> {
+    let tx = conn.transaction()?;
+    let mut rollup: HashMap<(i64, i64), Totals> = HashMap::new();
+    let mut found = 0;
+    {
+        let mut app = tx.prepare_cached(Dict::Apps.select())?;
+        let mut update = tx.prepare_cached(
+            "UPDATE events SET bytes_out = ?1, bytes_in = ?2, packets_out = ?3,
+                packets_in = ?4, end_ms = ?5
+             WHERE id = (SELECT id FROM events
+                WHERE app_id = ?6 AND ts <= ?5 AND kind = 0 AND end_ms IS NULL
+                    AND protocol = ?7 AND local_port = ?8 AND remote_port = ?9
+                    AND remote_ip = ?10
+                ORDER BY ts DESC, id DESC LIMIT 1)",
+        )?;
+        for t in items {
+            let Some(app_id): Option<i64> = app.query_row([&t.app], |r| r.get(0)).optional()?
+            else {
+                continue;
+            };
+            found += update.execute(params![
+                to_i64(t.bytes_out),
+                to_i64(t.bytes_in),
+                to_i64(t.packets_out),
+                to_i64(t.packets_in),
+                t.end_ms,
+                app_id,
+                t.protocol.code(),
+                t.local_port,
+                t.remote_port,
+                ip_to_blob(t.remote),
+            ])? as u64;
+            let r = rollup
+                .entry((t.end_ms.div_euclid(60_000) * 60_000, app_id))
+                .or_default();
+            r.bytes_out = r.bytes_out.saturating_add(to_i64(t.bytes_out));
+            r.bytes_in = r.bytes_in.saturating_add(to_i64(t.bytes_in));
+            r.packets_out = r.packets_out.saturating_add(to_i64(t.packets_out));
+            r.packets_in = r.packets_in.saturating_add(to_i64(t.packets_in));
+        }
+        upsert_rollup(&tx, &rollup)?;
+    }
+    tx.commit()?;
+    Ok(found)
 }

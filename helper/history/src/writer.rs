@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::store::{Clear, Removed, Retention, Store, Verify, is_corrupt, now_ms};
-use crate::{HistoryError, Record};
+use crate::{HistoryError, Record, Traffic};
 
 /// Decides, by app key, that an app's activity must not be recorded.
 pub type DontRecord = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -89,6 +89,7 @@ type Reply<T> = mpsc::Sender<Result<T, HistoryError>>;
 
 enum Msg {
     Record(Box<Record>),
+    Traffic(Box<Traffic>),
     Flush(Reply<()>),
     Clear(Clear, Reply<Removed>),
     Retention(i64, Reply<Removed>),
@@ -114,6 +115,18 @@ impl RecordSender {
     /// lost) when the channel is full or the writer has stopped.
     pub fn record(&self, record: Record) -> bool {
         match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Queues what an ended connection carried (see [`Traffic`]). Never blocks, like
+    /// [`record`](Self::record).
+    pub fn traffic(&self, traffic: Traffic) -> bool {
+        match self.tx.try_send(Msg::Traffic(Box::new(traffic))) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.lost.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +254,22 @@ impl Drop for Writer {
     }
 }
 
+/// Records and traffic waiting to be committed.
+struct Batch {
+    records: Vec<Record>,
+    traffic: Vec<Traffic>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len() + self.traffic.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.traffic.is_empty()
+    }
+}
+
 struct Thread {
     store: Option<Store>,
     path: PathBuf,
@@ -252,7 +281,10 @@ struct Thread {
 
 impl Thread {
     fn run(mut self) {
-        let mut batch: Vec<Record> = Vec::with_capacity(self.config.batch_max);
+        let mut batch = Batch {
+            records: Vec::with_capacity(self.config.batch_max),
+            traffic: Vec::new(),
+        };
         let mut deadline = Instant::now();
         let mut next_retention = Instant::now() + self.config.retention_every;
         loop {
@@ -271,7 +303,20 @@ impl Thread {
                     if batch.is_empty() {
                         deadline = Instant::now() + self.config.batch_delay;
                     }
-                    batch.push(*r);
+                    batch.records.push(*r);
+                    if batch.len() >= self.config.batch_max {
+                        self.commit(&mut batch);
+                    }
+                }
+                Ok(Msg::Traffic(t)) => {
+                    if self.dont_record.as_ref().is_some_and(|skip| skip(&t.app)) {
+                        self.counters.not_recorded.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if batch.is_empty() {
+                        deadline = Instant::now() + self.config.batch_delay;
+                    }
+                    batch.traffic.push(*t);
                     if batch.len() >= self.config.batch_max {
                         self.commit(&mut batch);
                     }
@@ -295,7 +340,8 @@ impl Thread {
                     self.dont_record = p;
                     if let Some(skip) = &self.dont_record {
                         let before = batch.len();
-                        batch.retain(|r| !skip(&r.app));
+                        batch.records.retain(|r| !skip(&r.app));
+                        batch.traffic.retain(|t| !skip(&t.app));
                         let skipped = (before - batch.len()) as u64;
                         self.counters
                             .not_recorded
@@ -323,20 +369,29 @@ impl Thread {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<Record>) {
-        if batch.is_empty() {
-            return;
-        }
-        let n = batch.len() as u64;
-        let result = self.store().and_then(|s| s.insert(batch));
-        batch.clear();
-        match self.check(result) {
-            Ok(()) => {
-                self.counters.written.fetch_add(n, Ordering::Relaxed);
+    fn commit(&mut self, batch: &mut Batch) {
+        if !batch.records.is_empty() {
+            let n = batch.records.len() as u64;
+            let result = self.store().and_then(|s| s.insert(&batch.records));
+            batch.records.clear();
+            match self.check(result) {
+                Ok(()) => {
+                    self.counters.written.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(error = %e, records = n, "history batch not written");
+                }
             }
-            Err(e) => {
+        }
+        // After the records: a connection's row is written before what it carried.
+        if !batch.traffic.is_empty() {
+            let n = batch.traffic.len() as u64;
+            let result = self.store().and_then(|s| s.add_traffic(&batch.traffic));
+            batch.traffic.clear();
+            if let Err(e) = self.check(result) {
                 self.counters.failed.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(error = %e, records = n, "history batch not written");
+                tracing::warn!(error = %e, connections = n, "traffic not written");
             }
         }
     }

@@ -662,3 +662,81 @@ fn domain_address_and_search_pages_are_exact_across_many_blocks_and_shuffled_tim
             && r.unix_ms < T0 + 2_000_000)
     );
 }
+
+#[test]
+fn traffic_fills_the_newest_open_row_of_its_connection_and_the_bandwidth() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    // Two connections of one app on the same ports: the older has ended already.
+    let mut old = record(1, "/usr/bin/curl");
+    old.end_ms = Some(T0 + 1_500);
+    old.bytes_out = 5;
+    let new = Record {
+        unix_ms: T0 + 2_000,
+        end_ms: None,
+        bytes_out: 0,
+        bytes_in: 0,
+        ..record(1, "/usr/bin/curl")
+    };
+    assert_eq!(new.kind, Kind::Connection);
+    store.insert(&[old.clone(), new.clone()]).unwrap();
+    let traffic = |app: &str, port: u16| portcullis_history::Traffic {
+        app: app.to_owned(),
+        protocol: new.protocol,
+        local_port: port,
+        remote: new.remote,
+        remote_port: new.remote_port.unwrap(),
+        bytes_out: 1_000,
+        bytes_in: 250_000,
+        packets_out: 20,
+        packets_in: 180,
+        end_ms: T0 + 65_000,
+    };
+    let port = new.local_port.unwrap();
+    let found = store
+        .add_traffic(&[
+            traffic("/usr/bin/curl", port),
+            // Another port, and an app with no rows: no row, but the app's bandwidth counts.
+            traffic("/usr/bin/curl", port + 1),
+            traffic("/usr/bin/wget", port),
+        ])
+        .unwrap();
+    assert_eq!(found, 1);
+    let rows = all(
+        &store,
+        &Filter {
+            app: Some("/usr/bin/curl".into()),
+            ..Filter::default()
+        },
+    );
+    assert_eq!(rows.len(), 2);
+    let (newest, older) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (
+            newest.bytes_out,
+            newest.bytes_in,
+            newest.packets_in,
+            newest.end_ms
+        ),
+        (1_000, 250_000, 180, Some(T0 + 65_000))
+    );
+    assert_eq!((older.bytes_out, older.end_ms), (5, Some(T0 + 1_500)));
+    // Bytes land in the minute the connection ended: both curl reports, on top of the rows'.
+    let points = store
+        .bandwidth(T0, T0 + 3_600_000, Bucket::Minute, Some("/usr/bin/curl"))
+        .unwrap();
+    let at = |minute: i64| {
+        points
+            .iter()
+            .find(|p| p.start_ms == minute)
+            .map(|p| p.bytes_in)
+    };
+    assert_eq!(at(T0 + 60_000), Some(500_000));
+    // A second report for the same connection finds no open row.
+    assert_eq!(
+        store
+            .add_traffic(&[traffic("/usr/bin/curl", port)])
+            .unwrap(),
+        0
+    );
+}

@@ -58,6 +58,7 @@ pub(crate) const MAP_FAST_CONFIG: &str = "pcl_fast_config";
 pub(crate) const MAP_FAST_APPS: &str = "pcl_fast_apps";
 pub(crate) const MAP_FAST_VERDICTS: &str = "pcl_fast_verdicts";
 pub(crate) const MAP_FAST_EVENTS: &str = "pcl_fast_events";
+const MAP_TRAFFIC_EVENTS: &str = "pcl_traffic_events";
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -328,6 +329,8 @@ pub(crate) struct EbpfSource {
     counters: PerCpuArray<MapData, u64>,
     /// The fast path's maps until [`take_fast`](Self::take_fast) hands them out.
     fast: Option<super::fast::FastMaps>,
+    /// The traffic reports' ring until [`take_traffic`](Self::take_traffic) hands it out.
+    traffic: Option<aya::maps::RingBuf<MapData>>,
     cgroup: PathBuf,
     sizes: MapSizes,
     /// Map reads that failed other than with "no such key".
@@ -396,6 +399,8 @@ impl EbpfSource {
             .map_err(|e| ebpf_error("open the counters", cgroup, e))?;
         let fast = super::fast::FastMaps::take(&mut bpf)
             .map_err(|e| ebpf_error("open the fast-path maps", cgroup, e))?;
+        let traffic = aya::maps::RingBuf::try_from(take(&mut bpf, MAP_TRAFFIC_EVENTS)?)
+            .map_err(|e| ebpf_error("open the traffic reports", cgroup, e))?;
         tracing::info!(programs = attached.len(), "eBPF attribution attached");
         tracing::debug!(cgroup = %cgroup.display(), "eBPF attribution cgroup");
         Ok(EbpfSource {
@@ -405,10 +410,16 @@ impl EbpfSource {
             processes,
             counters,
             fast: Some(fast),
+            traffic: Some(traffic),
             cgroup: cgroup.to_path_buf(),
             sizes,
             errors: 0,
         })
+    }
+
+    /// The traffic reports' ring, once.
+    pub(crate) fn take_traffic(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        self.traffic.take()
     }
 
     /// The fast path's maps, once.

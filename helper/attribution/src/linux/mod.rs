@@ -28,6 +28,7 @@ mod pidfd;
 mod processes;
 mod procfs;
 mod sock_diag;
+mod traffic;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -45,6 +46,7 @@ use inodes::{IndexConfig, InodeIndex, Owner};
 use processes::ProcessCache;
 use procfs::ProcFs;
 use sock_diag::{DiagProtocol, DiagSocket, SockDiag};
+pub(crate) use traffic::TrafficEvents;
 
 /// See the [module docs](self).
 #[derive(Debug)]
@@ -193,6 +195,11 @@ impl Attributor {
     pub(crate) fn fast_path(&mut self) -> Option<fast::FastPath> {
         let maps = self.ebpf.as_mut()?.source.take_fast()?;
         Some(fast::FastPath::new(maps))
+    }
+
+    pub(crate) fn traffic(&mut self) -> Option<traffic::TrafficEvents> {
+        let ring = self.ebpf.as_mut()?.source.take_traffic()?;
+        Some(traffic::TrafficEvents { ring })
     }
 
     pub(crate) fn stats(&self) -> AttributionStats {
