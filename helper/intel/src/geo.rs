@@ -177,11 +177,12 @@ pub struct GeoDb {
     country_v6: RangeTable<u128, u16>,
     asn_v4: RangeTable<u32, u32>,
     asn_v6: RangeTable<u128, u32>,
-    /// `(AS number, organisation id)`, indexed by the ASN tables' values.
-    asns: Box<[(u32, u32)]>,
-    /// Every organisation name, back to back; `org_spans[id]` is `(start, end)` in it.
+    /// `(AS number, organisation start, organisation end)`, indexed by the ASN tables'
+    /// values; the organisation is `org_text[start..end]`. One hop from the range table to
+    /// everything an [`Asn`] holds.
+    asns: Box<[(u32, u32, u32)]>,
+    /// Every distinct organisation name, back to back.
     org_text: Box<str>,
-    org_spans: Box<[(u32, u32)]>,
     stats: GeoStats,
 }
 
@@ -208,7 +209,6 @@ impl GeoDb {
             asn_v6: RangeTable::empty(),
             asns: Box::new([]),
             org_text: "".into(),
-            org_spans: Box::new([]),
             stats: GeoStats::default(),
         }
     }
@@ -278,8 +278,7 @@ impl GeoDb {
             Addr::V4(a) => self.asn_v4.get(a),
             Addr::V6(a) => self.asn_v6.get(a),
         }?;
-        let (number, org) = *self.asns.get(id as usize)?;
-        let (start, end) = *self.org_spans.get(org as usize)?;
+        let (number, start, end) = *self.asns.get(id as usize)?;
         let org = self.org_text.get(start as usize..end as usize)?;
         Some(Asn { number, org })
     }
@@ -478,23 +477,29 @@ impl GeoDbBuilder {
         let (country_v6, c6) = self.country_v6.build().map_err(too_large("IPv6 country"))?;
         let (asn_v4, a4) = self.asn_v4.build().map_err(too_large("IPv4 ASN"))?;
         let (asn_v6, a6) = self.asn_v6.build().map_err(too_large("IPv6 ASN"))?;
-        let asns = self.asns.into_boxed_slice();
+        let orgs = self.org_spans.len();
+        let asns: Box<[(u32, u32, u32)]> = self
+            .asns
+            .iter()
+            .map(|&(number, org)| {
+                let (start, end) = self.org_spans.get(org as usize).copied().unwrap_or((0, 0));
+                (number, start, end)
+            })
+            .collect();
         let org_text = self.org_text.into_boxed_str();
-        let org_spans = self.org_spans.into_boxed_slice();
         let heap_bytes = country_v4.heap_bytes()
             + country_v6.heap_bytes()
             + asn_v4.heap_bytes()
             + asn_v6.heap_bytes()
             + size_of_val(&*asns)
-            + org_text.len()
-            + size_of_val(&*org_spans);
+            + org_text.len();
         let stats = GeoStats {
             country_v4: country_v4.boundaries(),
             country_v6: country_v6.boundaries(),
             asn_v4: asn_v4.boundaries(),
             asn_v6: asn_v6.boundaries(),
             asns: asns.len(),
-            orgs: org_spans.len(),
+            orgs,
             overlaps: c4.overlaps + c6.overlaps + a4.overlaps + a6.overlaps,
             heap_bytes,
         };
@@ -505,7 +510,6 @@ impl GeoDbBuilder {
             asn_v6,
             asns,
             org_text,
-            org_spans,
             stats,
         })
     }
