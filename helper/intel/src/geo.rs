@@ -213,8 +213,8 @@ impl GeoDb {
         }
     }
 
-    /// Loads the shipped files. Takes a few hundred milliseconds for the real data: call it
-    /// off the verdict path and swap the result in.
+    /// Loads the shipped files. Takes up to a second for the real data (see
+    /// docs/performance.md): call it off the verdict path and swap the result in.
     pub fn load(files: &GeoFiles) -> Result<Self, GeoError> {
         fn read(path: &Path) -> impl FnOnce(io::Error) -> GeoError + '_ {
             move |source| GeoError::Read {

@@ -387,4 +387,13 @@ fn real_data_places_well_known_addresses() {
         stats.country_v4 > 100_000 && stats.asn_v4 > 100_000,
         "{stats:?}"
     );
+
+    // The real file cut short (as by an interrupted copy) is an error naming it.
+    let bytes = std::fs::read(&files.country_mmdb).expect("read mmdb");
+    for cut in [bytes.len() / 2, bytes.len() - 100] {
+        let e = GeoDbBuilder::new()
+            .country_mmdb(bytes.get(..cut).expect("cut"), "cut.mmdb")
+            .expect_err("truncated");
+        assert!(e.to_string().starts_with("cut.mmdb: "), "{e}");
+    }
 }
