@@ -7,7 +7,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release
 DEBUG_BIN    := $(TARGET_DIR)/debug
 SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build build-debug frontend run test demo bench fuzz lint fmt clean
+.PHONY: all deps build build-debug frontend run test demo bench fuzz lint fmt clean intel-data
 
 all: build
 
@@ -41,6 +41,11 @@ demo: deps build-debug frontend
 bench: build
 	$(SUDO) scripts/install-deps --bench
 	$(SUDO) scripts/bench --full --no-build
+
+# The shipped filter lists and geo-IP/ASN data (data/intel/SOURCES, pinned and hash-checked)
+# into data/intel/dist/; downloads only what is missing.
+intel-data:
+	scripts/fetch-intel-data
 
 # Fuzzes the decoders (IPC frames, rule text, setting text); FUZZ_SECONDS per target.
 fuzz:
