@@ -252,7 +252,7 @@ describe("History view", () => {
 
   it("says why when the history cannot be read", async () => {
     const { HelperError } = await import("../src/lib/transport/transport");
-    const t = new FakeTransport((r) => (r.method === "history_query" ? new HelperError("unavailable", "history is off in this helper's configuration") : defaultAnswer(r)));
+    const t = new FakeTransport((r) => (r.method === "history_query" ? new HelperError("not_found", "history is off in this helper's configuration") : defaultAnswer(r)));
     const store = new Store(t);
     store.start();
     await settle();
