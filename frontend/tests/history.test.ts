@@ -223,7 +223,8 @@ describe("History view", () => {
     await settle();
     flushSync();
     expect((el.querySelector("select") as HTMLSelectElement).value).toBe("/usr/bin/wget");
-    expect(queries(t).at(-1)!.params.filter.app).toBe("/usr/bin/wget");
+    expect(queries(t)).toHaveLength(1);
+    expect(queries(t)[0].params.filter.app).toBe("/usr/bin/wget");
     const open = () => ([...el.querySelectorAll("button")].find((b) => b.textContent?.includes("Clear history")) as HTMLButtonElement).click();
 
     open();
