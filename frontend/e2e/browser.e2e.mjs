@@ -171,6 +171,10 @@ try {
   await history.getByRole("row").filter({ hasText: nameOf(appB) }).first().waitFor();
   await page.waitForFunction((a) => ![...document.querySelectorAll('[role="grid"] [role="row"]')].some((r) => r.textContent.includes(a)), nameOf(appA));
   check(true, "searching the History for app B leaves only app B's rows");
+  await page.getByLabel("Search domain or app").fill("no-such-app-or-domain");
+  await page.getByText("Nothing in the history matches").waitFor();
+  check((await history.getByRole("row").count()) === 0, "a search without hits shows no rows and says so");
+  await shot("history-empty");
   await page.getByLabel("Search domain or app").fill("");
   await histA.first().click();
   await page.getByRole("complementary").getByRole("button", { name: "Block this for this app" }).waitFor();
