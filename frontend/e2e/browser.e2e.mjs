@@ -120,7 +120,8 @@ try {
   await page.getByRole("list", { name: /Rules/ }).getByText(`- ${server}`).waitFor();
   check(true, "the rule is listed in the app panel");
   await step("connect-a-blocked");
-  await page.getByText("Blocked").first().waitFor();
+  await page.getByRole("list", { name: new RegExp(`${nameOf(appA)}'s connections`) }).getByText("Blocked", { exact: true }).first().waitFor({ timeout: 15000 });
+  check(true, "the app panel's recent history shows the blocked connection");
   await shot("app-panel", 1500);
 
   await nav("Monitor").click();
@@ -150,9 +151,48 @@ try {
   const detail = await step("check-b-allowed");
   check(true, `the answer took effect: ${detail}`);
 
+  // 4. The History view shows what the helper recorded, searches it, and explains a row.
+  await nav("History").click();
+  await page.getByRole("heading", { name: "History", level: 1 }).waitFor();
+  const history = page.getByRole("grid", { name: /^History/ });
+  const histA = history.getByRole("row").filter({ hasText: nameOf(appA) }).filter({ hasText: "Blocked" });
+  for (let i = 0; ; i++) {
+    try {
+      await histA.first().waitFor({ timeout: 2000 });
+      break;
+    } catch (e) {
+      // The helper writes history in batches: ask again.
+      if (i === 7) throw e;
+      await page.getByRole("button", { name: "Refresh" }).click();
+    }
+  }
+  check(true, "the History view lists app A's blocked connection");
+  await page.getByLabel("Search domain or app").fill(nameOf(appB));
+  await history.getByRole("row").filter({ hasText: nameOf(appB) }).first().waitFor();
+  await page.waitForFunction((a) => ![...document.querySelectorAll('[role="grid"] [role="row"]')].some((r) => r.textContent.includes(a)), nameOf(appA));
+  check(true, "searching the History for app B leaves only app B's rows");
+  await page.getByLabel("Search domain or app").fill("no-such-app-or-domain");
+  await page.getByText("Nothing in the history matches").waitFor();
+  check((await history.getByRole("row").count()) === 0, "a search without hits shows no rows and says so");
+  await shot("history-empty");
+  await page.getByLabel("Search domain or app").fill("");
+  await histA.first().click();
+  await page.getByRole("complementary").getByRole("button", { name: "Block this for this app" }).waitFor();
+  check((await page.getByRole("complementary").textContent()).includes(server), "a History row's details name its destination");
+  await shot("history");
+  await page.getByRole("button", { name: "Clear history…" }).click();
+  const confirm = page.getByRole("alertdialog", { name: "Clear all history?" });
+  await confirm.waitFor();
+  await page.screenshot({ path: `${artifacts}/history-clear.png` });
+  await page.keyboard.press("Escape");
+  await confirm.waitFor({ state: "detached" });
+  check((await history.getByRole("row").count()) > 0, "cancelling the clear confirmation keeps the history");
+
   // The remaining views, for people to look at.
   await nav("Overview").click();
   await page.getByText("Recent blocks").waitFor();
+  await page.getByRole("region", { name: /Top talkers/ }).getByRole("link", { name: nameOf(appA) }).waitFor();
+  check(true, "the Overview's top talkers list app A");
   await shot("overview");
   await nav("Apps").click();
   await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
@@ -162,6 +202,9 @@ try {
   await nav("Monitor").click();
   await page.getByRole("row").filter({ hasText: nameOf(appB) }).first().waitFor();
   await shot("monitor-dark");
+  await nav("History").click();
+  await histA.first().waitFor();
+  await shot("history-dark");
   await nav("Overview").click();
   await shot("overview-dark");
   console.log("PASS");

@@ -1,18 +1,18 @@
 // A transport for tests: answers requests from a handler, records them, and lets the test
 // push events and link changes.
 
-import type { ConnectionInfo, Event, PromptInfo, Request, Response } from "../src/lib/protocol";
+import type { ConnectionInfo, Event, HistoryFilter, HistoryRow, HistoryTopEntry, PromptInfo, Request, Response } from "../src/lib/protocol";
 import { HelperError, type LinkState, type Transport } from "../src/lib/transport/transport";
 
 export class FakeTransport implements Transport {
   requests: Request[] = [];
   handlers: { event(e: Event): void; link(s: LinkState): void } | null = null;
 
-  constructor(public answer: (r: Request) => Response | HelperError = defaultAnswer) {}
+  constructor(public answer: (r: Request) => Response | HelperError | Promise<Response | HelperError> = defaultAnswer) {}
 
   async request(r: Request): Promise<Response> {
     this.requests.push(r);
-    const a = this.answer(r);
+    const a = await this.answer(r);
     if (a instanceof HelperError) throw a;
     return a;
   }
@@ -72,6 +72,10 @@ export function defaultAnswer(r: Request): Response {
       };
     case "list_rules":
       return { kind: "rules", data: [] };
+    case "history_query":
+      return { kind: "history", data: { rows: [], next: null } };
+    case "history_top":
+      return { kind: "history_top", data: [] };
     default:
       throw new Error(`unexpected request ${r.method}`);
   }
@@ -126,4 +130,103 @@ export function prompt(id: number, over: Partial<PromptInfo> = {}): PromptInfo {
 export async function settle() {
   for (let i = 0; i < 5; i++) await Promise.resolve();
   await new Promise((r) => setTimeout(r, 0));
+}
+
+export function histRow(id: number, over: Partial<HistoryRow> = {}): HistoryRow {
+  return {
+    id,
+    kind: "connection",
+    unix_ms: 1_700_000_000_000 + id * 1000,
+    app: "/usr/bin/curl",
+    pid: 42,
+    exe: "/usr/bin/curl",
+    direction: "outbound",
+    protocol: "tcp",
+    local: "10.77.0.1",
+    local_port: 40000 + (id % 1000),
+    remote: "10.77.0.2",
+    remote_port: 443,
+    domain: null,
+    country: null,
+    asn: null,
+    scope: "lan",
+    verdict: "allow",
+    explanation: "allowed by default_action=allow (built-in default)",
+    bytes_out: 100,
+    bytes_in: 200,
+    packets_out: 1,
+    packets_in: 1,
+    end_ms: null,
+    ...over,
+  };
+}
+
+function matches(f: HistoryFilter, r: HistoryRow): boolean {
+  const q = f.search?.toLowerCase();
+  return (
+    (f.app === null || r.app === f.app) &&
+    (f.domain === null || r.domain === f.domain) &&
+    (f.ip === null || r.remote === f.ip) &&
+    (f.verdict === null || r.verdict === f.verdict) &&
+    (f.direction === null || r.direction === f.direction) &&
+    (f.kind === null || r.kind === f.kind) &&
+    (f.since_ms === null || r.unix_ms >= f.since_ms) &&
+    (f.until_ms === null || r.unix_ms < f.until_ms) &&
+    (!q || r.app.toLowerCase().includes(q) || (r.domain ?? "").toLowerCase().includes(q))
+  );
+}
+
+/** The helper's history requests answered from `rows` (in any order) as the helper does:
+ * newest first by (time, id), keyset pages, top lists, clear. Other requests go to `rest`. */
+export class FakeHistory {
+  rows: HistoryRow[];
+  constructor(rows: HistoryRow[]) {
+    this.rows = [...rows].sort((a, b) => b.unix_ms - a.unix_ms || b.id - a.id);
+  }
+
+  answer(r: Request, rest: (r: Request) => Response | HelperError = defaultAnswer): Response | HelperError {
+    switch (r.method) {
+      case "history_query": {
+        const { filter, after, limit } = r.params;
+        if (limit < 1 || limit > 1000) return new HelperError("invalid_input", `limit ${limit} is out of range`);
+        const out: HistoryRow[] = [];
+        let more = false;
+        for (const row of this.rows) {
+          if (after && (row.unix_ms > after.unix_ms || (row.unix_ms === after.unix_ms && row.id >= after.id))) continue;
+          if (!matches(filter, row)) continue;
+          if (out.length === limit) {
+            more = true;
+            break;
+          }
+          out.push(row);
+        }
+        const last = out.at(-1);
+        return { kind: "history", data: { rows: out, next: more && last ? { unix_ms: last.unix_ms, id: last.id } : null } };
+      }
+      case "history_top": {
+        const { by, filter, by_bytes, limit } = r.params;
+        const m = new Map<string, HistoryTopEntry>();
+        for (const row of this.rows) {
+          if (!matches(filter, row)) continue;
+          const key = by === "app" ? row.app : by === "domain" ? row.domain : row.country;
+          if (key === null) continue;
+          const e = m.get(key) ?? { key, rows: 0, blocked: 0, bytes_out: 0, bytes_in: 0 };
+          e.rows++;
+          if (row.verdict !== "allow") e.blocked++;
+          e.bytes_out += row.bytes_out;
+          e.bytes_in += row.bytes_in;
+          m.set(key, e);
+        }
+        const score = (e: HistoryTopEntry) => (by_bytes ? e.bytes_in + e.bytes_out : e.rows);
+        return { kind: "history_top", data: [...m.values()].sort((a, b) => score(b) - score(a)).slice(0, limit) };
+      }
+      case "history_clear": {
+        const before = this.rows.length;
+        this.rows = r.params.app === null ? [] : this.rows.filter((row) => row.app !== r.params.app);
+        return { kind: "history_cleared", data: { rows: before - this.rows.length } };
+      }
+      default:
+        return rest(r);
+    }
+  }
 }

@@ -89,6 +89,8 @@ describe("routes", () => {
     const r = { view: "app", key: "/usr/bin/curl" } as const;
     expect(parseHash(href(r))).toEqual(r);
     expect(parseHash("#/monitor")).toEqual({ view: "monitor" });
+    expect(parseHash("#/history")).toEqual({ view: "history" });
+    expect(parseHash(href({ view: "history", app: "/usr/bin/curl" }))).toEqual({ view: "history", app: "/usr/bin/curl" });
     expect(parseHash("")).toEqual({ view: "overview" });
   });
 });

@@ -4,8 +4,8 @@
 //! traffic it prints `STEP <name>` and this test makes the lab app connect, checks what
 //! happened, and answers `DONE`. It covers: a wrong token and a foreign Origin are refused, a
 //! request round-trips to the helper, a lab app's connection appears in the Monitor, a rule
-//! added in the App panel blocks that app's next connection, and a prompt's answer takes
-//! effect. Screenshots of every view go to `frontend/test-artifacts/browser/` (or
+//! added in the App panel blocks that app's next connection, a prompt's answer takes
+//! effect, and the History view lists, searches and explains what the helper recorded. Screenshots of every view go to `frontend/test-artifacts/browser/` (or
 //! `$PCL_ARTIFACTS`).
 //!
 //! Browser mode and Chromium run in the machine's own network namespace and talk over its
@@ -242,6 +242,7 @@ fn the_ui_in_a_real_browser_drives_the_real_helper() {
         "monitor",
         "settings",
         "prompt",
+        "history",
     ] {
         let path = artifacts.join(format!("{shot}.png"));
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

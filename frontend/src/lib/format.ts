@@ -5,6 +5,7 @@ import type {
   Action,
   ConnectionInfo,
   DecidedBy,
+  HistoryRow,
   PromptInfo,
   RuleLifetime,
   Scope,
@@ -133,6 +134,46 @@ export function ruleFor(c: Pick<ConnectionInfo, "remote" | "remote_port" | "loca
   const port = c.direction === "inbound" ? c.local_port : c.remote_port;
   const spec = c.protocol === "icmp" || port === null ? c.protocol : `${c.protocol}/${port}`;
   return `${sign}${inbound} ${c.remote} ${spec}`;
+}
+
+/** The rule "block (or allow) this for this app" adds from a history row: the domain when the
+ * row has one (it outlives the addresses behind it), else the address as the Monitor does.
+ * `null` for a DNS query without a name (its remote is the DNS server, not a destination). */
+export function historyRuleFor(r: Pick<HistoryRow, "kind" | "domain" | "remote" | "remote_port" | "local_port" | "protocol" | "direction">, allow: boolean): string | null {
+  if (r.domain && r.direction === "outbound") return `${allow ? "+" : "-"} ${r.domain}`;
+  if (r.kind === "dns") return null;
+  return ruleFor(r, allow);
+}
+
+/** Where a history row went, for people: a DNS query's name, else the destination. */
+export function historyDestination(r: HistoryRow): string {
+  if (r.kind === "dns") return r.domain ?? endpoint(r.remote, r.remote_port);
+  return destination(r);
+}
+
+/** A history time: the clock for today, else the day and the minute (older than a year: the
+ * year too). Local time, as the rest of the UI. */
+export function historyTime(unixMs: number, now: number): string {
+  const d = new Date(unixMs);
+  const n = new Date(now);
+  if (d.toDateString() === n.toDateString()) return clockTime(unixMs);
+  const day = d.toLocaleDateString("en-GB", { day: "numeric", month: "short" });
+  if (now - unixMs > 330 * 86_400_000) return `${day} ${d.getFullYear()}`;
+  const two = (x: number) => String(x).padStart(2, "0");
+  return `${day} ${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
+/** `1.2 kB`, `34 MB` (powers of 1000, as file managers show). */
+export function bytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = n;
+  let u = -1;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
 }
 
 /** What a rule's text matches, in words; `null` when it does not look like a rule (the helper

@@ -6,6 +6,8 @@ export type Route =
   | { view: "apps" }
   | { view: "app"; key: string }
   | { view: "monitor" }
+  /** `app` narrows the history to one app (the App panel links here). */
+  | { view: "history"; app?: string }
   | { view: "settings" };
 
 export function parseHash(hash: string): Route {
@@ -15,6 +17,8 @@ export function parseHash(hash: string): Route {
       return parts[1] ? { view: "app", key: decodeURIComponent(parts.slice(1).join("/")) } : { view: "apps" };
     case "monitor":
       return { view: "monitor" };
+    case "history":
+      return parts[1] ? { view: "history", app: decodeURIComponent(parts.slice(1).join("/")) } : { view: "history" };
     case "settings":
       return { view: "settings" };
     default:
@@ -26,6 +30,8 @@ export function href(route: Route): string {
   switch (route.view) {
     case "app":
       return `#/apps/${encodeURIComponent(route.key)}`;
+    case "history":
+      return route.app ? `#/history/${encodeURIComponent(route.app)}` : "#/history";
     default:
       return `#/${route.view}`;
   }

@@ -7,6 +7,9 @@ import type {
   AppInfo,
   ConnectionInfo,
   Event,
+  HistoryCursor,
+  HistoryFilter,
+  HistoryTopBy,
   PromptAnswer,
   PromptInfo,
   RuleLifetime,
@@ -194,6 +197,20 @@ export class Store {
     const answered = await call(this.transport, { method: "answer_prompt", params: { id, answer } }, "answered");
     this.prompts = this.prompts.filter((p) => p.id !== id);
     return answered;
+  }
+
+  historyQuery(filter: HistoryFilter, after: HistoryCursor | null, limit: number) {
+    return call(this.transport, { method: "history_query", params: { filter, after, limit } }, "history");
+  }
+
+  historyTop(by: HistoryTopBy, filter: HistoryFilter, limit: number, byBytes = false) {
+    return call(this.transport, { method: "history_top", params: { by, filter, by_bytes: byBytes, limit } }, "history_top");
+  }
+
+  /** Forgets one app's history, or all of it (`null`); resolves with the rows removed. */
+  async historyClear(app: string | null): Promise<number> {
+    const done = await call(this.transport, { method: "history_clear", params: { app } }, "history_cleared");
+    return done.rows;
   }
 
   appByKey(key: string): AppInfo | undefined {
