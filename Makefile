@@ -25,12 +25,12 @@ frontend:
 	cd frontend && npm run --silent build
 
 # Installs what is missing, builds, and starts the helper in the foreground on this machine.
-run: deps build
+run: deps build intel-data
 	scripts/run-local "$(RELEASE_BIN)"
 
 # Every test. Lab tests need root: run as root (CI does); outside CI they are skipped with a
 # message when not root.
-test: build-debug
+test: build-debug intel-data
 	scripts/run-tests
 
 demo: deps build-debug frontend
