@@ -33,7 +33,7 @@ run: deps build intel-data
 test: build-debug intel-data
 	scripts/run-tests
 
-demo: deps build-debug frontend
+demo: deps build-debug frontend intel-data
 	$(SUDO) scripts/demo "$(DEBUG_BIN)"
 
 # The enforcement benchmarks, full run (root, ~6 min): prints the tables and updates

@@ -94,6 +94,8 @@ export function conn(id: number, over: Partial<ConnectionInfo> = {}): Connection
     remote: "10.77.0.2",
     remote_port: 443,
     domain: null,
+    country: null,
+    asn: null,
     scope: "lan",
     explanation: {
       verdict: "allow",

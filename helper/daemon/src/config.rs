@@ -28,6 +28,27 @@ pub struct Config {
     /// The network history.
     #[serde(default)]
     pub history: crate::history::HistorySection,
+    /// Shipped intelligence data (geo-IP and ASN; later filter lists).
+    #[serde(default)]
+    pub intel: IntelSection,
+}
+
+/// The `[intel]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelSection {
+    /// Where the shipped data lives, laid out as `scripts/fetch-intel-data` installs it
+    /// (`geo/dbip-country.mmdb`, `geo/asn-ipv4.csv`, …). Default `/usr/share/portcullis/intel`.
+    /// Missing data is logged and leaves country and ASN unknown; it never stops the helper.
+    pub data_dir: PathBuf,
+}
+
+impl Default for IntelSection {
+    fn default() -> Self {
+        IntelSection {
+            data_dir: PathBuf::from("/usr/share/portcullis/intel"),
+        }
+    }
 }
 
 /// The `[attribution]` table.

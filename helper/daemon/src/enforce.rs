@@ -39,7 +39,7 @@ use crate::live::{
     SharedPolicy,
 };
 use crate::store::KERNEL_KEY;
-use crate::verdict::{Observed, decide_observed};
+use crate::verdict::{Observed, Place, decide_observed};
 
 /// An app the verdict thread met that has no profile yet.
 #[derive(Debug, Clone)]
@@ -68,6 +68,8 @@ pub struct Shared {
     /// Whether the resolver runs: then a decision made without a name may change once the
     /// app looks one up, and the kernel repeats it only briefly.
     pub dns: bool,
+    /// Country and ASN of addresses (empty when no data was loaded).
+    pub geo: Arc<portcullis_intel::geo::GeoDb>,
 }
 
 /// The running enforcement: rules installed, verdict thread answering.
@@ -287,6 +289,7 @@ impl Enforcer {
                 local_port: Some(flow.local.port()),
                 app: &flow.app,
                 domain: domain.as_ref().map(|(d, _)| &**d),
+                place: Place::of(&self.shared.geo, flow.remote.ip()),
             };
             // `ask` is no reason to cut a connection someone allowed (e.g. "once"): only a
             // block or drop of the policy itself is.
@@ -454,7 +457,7 @@ fn record_traffic(
 fn publish(shared: &Shared, info: ConnectionInfo) {
     if shared.events.receiver_count() > 0 {
         let _ = shared.events.send(Event::Connection {
-            connection: info.clone(),
+            connection: Box::new(info.clone()),
         });
     }
     shared.log.record(info);
@@ -472,6 +475,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> (Connecti
         .domains
         .lookup(&app, event.remote.ip(), Instant::now())
         .map(|(d, _)| d);
+    let place = Place::of(&shared.geo, event.remote.ip());
     let seen = Observed {
         direction: Direction::Outbound,
         protocol: event.protocol,
@@ -480,6 +484,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> (Connecti
         local_port: event.local.map(|l| l.port()),
         app: &app,
         domain: domain.as_deref(),
+        place,
     };
     let (mut explanation, scope) = decide_observed(&snapshot, &seen, true);
     let now_blocked = matches!(explanation.verdict, Verdict::Block | Verdict::Drop);
@@ -517,6 +522,8 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> (Connecti
         remote: event.remote.ip(),
         remote_port: Some(event.remote.port()),
         domain: domain.map(|d| d.to_string()),
+        country: place.country_text(),
+        asn: place.asn,
         scope,
         explanation,
         decided_in_kernel: true,
@@ -890,10 +897,9 @@ impl VerdictLoop {
         if let Some(info) = self.shared.log.settle(connection, verdict, how)
             && self.shared.events.receiver_count() > 0
         {
-            let _ = self
-                .shared
-                .events
-                .send(Event::Connection { connection: info });
+            let _ = self.shared.events.send(Event::Connection {
+                connection: Box::new(info),
+            });
         }
     }
 
@@ -955,6 +961,7 @@ impl VerdictLoop {
                     local_port: h.local_port,
                     app: &h.key.app,
                     domain: domain.as_ref().map(|(d, _)| &**d),
+                    place: Place::of(&self.shared.geo, h.key.remote),
                 };
                 let (e, _) = decide_observed(&snapshot, &seen, true);
                 (e.verdict != Verdict::Ask).then_some((*id, e.verdict))
@@ -1102,6 +1109,7 @@ impl VerdictLoop {
             }
         }
         let domain = shared.domains.lookup(&app, remote, Instant::now());
+        let place = Place::of(&shared.geo, remote);
         let seen = Observed {
             direction,
             protocol: packet.protocol,
@@ -1110,6 +1118,7 @@ impl VerdictLoop {
             local_port,
             app: &app,
             domain: domain.as_ref().map(|(d, _)| &**d),
+            place,
         };
         let (mut explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
         let paused = shared.policy.paused_at(crate::now_ms());
@@ -1223,6 +1232,8 @@ impl VerdictLoop {
             remote,
             remote_port,
             domain: domain.map(|(d, _)| d.to_string()),
+            country: place.country_text(),
+            asn: place.asn,
             scope,
             explanation,
             decided_in_kernel: false,

@@ -473,6 +473,8 @@ mod tests {
 
     fn conn(log: &ConnectionLog) -> ConnectionInfo {
         ConnectionInfo {
+            country: None,
+            asn: None,
             id: log.next_id(),
             unix_ms: 1,
             app: "/bin/x".into(),

@@ -58,6 +58,9 @@ struct Placement {
     /// Decide every new connection in the helper: no decisions cached in the kernel.
     #[arg(long)]
     no_fast_path: bool,
+    /// The shipped intelligence data (geo-IP, ASN). Default: /usr/share/portcullis/intel.
+    #[arg(long, value_name = "DIR")]
+    intel_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +86,8 @@ pub struct Resolved {
     pub dns: dns::DnsSection,
     /// The network history.
     pub history: history::HistorySection,
+    /// Shipped intelligence data.
+    pub intel: config::IntelSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -120,6 +125,12 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
         },
         dns: config.dns,
         history: config.history,
+        intel: config::IntelSection {
+            data_dir: p
+                .intel_dir
+                .as_deref()
+                .map_or(config.intel.data_dir, paths::absolute),
+        },
     })
 }
 

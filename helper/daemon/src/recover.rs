@@ -105,6 +105,7 @@ mod tests {
             attribution: crate::config::AttributionSection::default(),
             dns: crate::dns::DnsSection::default(),
             history: crate::history::HistorySection::default(),
+            intel: crate::config::IntelSection::default(),
         }
     }
 

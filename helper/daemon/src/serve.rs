@@ -115,6 +115,15 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         None
     };
 
+    // Geo-IP and ASN before the first decision, so that country and ASN rules hold from the
+    // first packet (about a second for the shipped data).
+    let geo = {
+        let dir = resolved.intel.data_dir.clone();
+        tokio::task::spawn_blocking(move || load_geo(&dir))
+            .await
+            .unwrap_or_else(|_| Arc::new(portcullis_intel::geo::GeoDb::empty()))
+    };
+
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let domains = Arc::new(crate::live::DomainMap::default());
     // The resolver first, so that queries redirected to it find it listening. A failure to
@@ -185,6 +194,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             new_apps,
             domains: domains.clone(),
             dns: dns.is_some(),
+            geo,
         };
         let started = tokio::task::spawn_blocking(move || {
             Enforcer::start(config, ebpf_cgroup, fast_path, shared, replies)
@@ -291,6 +301,33 @@ fn is_dns(request: &Request) -> bool {
         request,
         Request::DnsStatus | Request::DnsQuery { .. } | Request::DnsFlush
     )
+}
+
+/// The geo-IP and ASN data under `dir`; an empty database (country and ASN unknown) when it
+/// cannot be read, with the reason logged.
+fn load_geo(dir: &std::path::Path) -> Arc<portcullis_intel::geo::GeoDb> {
+    let started = std::time::Instant::now();
+    let files = portcullis_intel::geo::GeoFiles::in_dir(dir);
+    match portcullis_intel::geo::GeoDb::load(&files) {
+        Ok(db) => {
+            let stats = db.stats();
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                asns = stats.asns,
+                heap_bytes = stats.heap_bytes,
+                "geo-IP and ASN data loaded"
+            );
+            Arc::new(db)
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "no geo-IP data: connections' country and ASN stay unknown, and country, \
+                 continent and ASN rules match nothing (see [intel] data_dir)"
+            );
+            Arc::new(portcullis_intel::geo::GeoDb::empty())
+        }
+    }
 }
 
 /// Whether the history answers `request` (when it is kept).

@@ -54,6 +54,42 @@ pub struct Observed<'a> {
     /// The name this app looked `remote` up by through the helper's resolver, if it did
     /// (then `remote` is not P2P).
     pub domain: Option<&'a str>,
+    /// Where `remote` is, as far as geo-IP knows.
+    pub place: Place,
+}
+
+/// Country, continent and autonomous system of an address, from the geo-IP data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Place {
+    /// ISO 3166-1 alpha-2, uppercase.
+    pub country: Option<[u8; 2]>,
+    /// AF, AN, AS, EU, NA, OC or SA.
+    pub continent: Option<[u8; 2]>,
+    /// The autonomous system's number.
+    pub asn: Option<u32>,
+}
+
+impl Place {
+    /// Where `ip` is, by `geo` (nothing for private, local and unknown addresses). No
+    /// allocation: cheap enough for every decision.
+    pub fn of(geo: &portcullis_intel::geo::GeoDb, ip: IpAddr) -> Place {
+        let found = geo.lookup(ip);
+        let code2 = |s: &str| match s.as_bytes() {
+            &[a, b] => Some([a, b]),
+            _ => None,
+        };
+        Place {
+            country: found.country.map(portcullis_intel::geo::Country::code),
+            continent: found.continent().and_then(|c| code2(c.code())),
+            asn: found.asn.map(|a| a.number),
+        }
+    }
+
+    /// The country as text, for connections and history.
+    pub fn country_text(&self) -> Option<String> {
+        self.country
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+    }
 }
 
 /// Decides `seen` with `snapshot`, and gives its scope. `can_ask` says whether someone could
@@ -72,8 +108,9 @@ pub fn decide_observed(
         local_port: seen.local_port,
         domain: seen.domain,
         looked_up: seen.domain.is_some(),
-        country: None,
-        asn: None,
+        country: seen.place.country,
+        asn: seen.place.asn,
+        continent: seen.place.continent,
     };
     let app = snapshot.apps.get(seen.app);
     let app_rules = app.map(|p| ProfileRules {
@@ -143,6 +180,7 @@ mod tests {
             local_port: Some(40000),
             app,
             domain: None,
+            place: Place::default(),
         }
     }
 

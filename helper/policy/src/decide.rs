@@ -55,6 +55,8 @@ pub struct Facts<'a> {
     pub country: Option<[u8; 2]>,
     /// The remote's autonomous system, when known.
     pub asn: Option<u32>,
+    /// The continent of `country` (AF, AN, AS, EU, NA, OC, SA), when known.
+    pub continent: Option<[u8; 2]>,
 }
 
 /// A rule as stored in a profile's list.
@@ -153,6 +155,7 @@ pub fn decide_name(
         looked_up: true,
         country: None,
         asn: None,
+        continent: None,
     };
     let by_rule = [app, Some(global)]
         .into_iter()
@@ -358,6 +361,7 @@ mod tests {
             looked_up: true,
             country: None,
             asn: None,
+            continent: None,
         }
     }
 

@@ -69,6 +69,8 @@ pub enum Entity {
     Country([u8; 2]),
     /// `AS1234`: an autonomous system.
     Asn(u32),
+    /// `continent:EU`: a continent (AF, AN, AS, EU, NA, OC, SA), of the country geo-IP gives.
+    Continent([u8; 2]),
     /// `Localhost`, `LAN`, `Internet`, `P2P`: a class of addresses.
     Scope(Scope),
 }
@@ -100,6 +102,7 @@ impl Entity {
             Entity::Net(net) => canonical_net(*net).contains(&facts.remote.to_canonical()),
             Entity::Country(code) => facts.country.is_some_and(|c| c.eq_ignore_ascii_case(code)),
             Entity::Asn(asn) => facts.asn == Some(*asn),
+            Entity::Continent(code) => facts.continent == Some(*code),
             Entity::Scope(scope) => scope_matches(*scope, facts),
         }
     }
@@ -116,6 +119,9 @@ impl fmt::Display for Entity {
             Entity::Net(net) => write!(f, "{net}"),
             Entity::Country([a, b]) => write!(f, "{}{}", char::from(*a), char::from(*b)),
             Entity::Asn(asn) => write!(f, "AS{asn}"),
+            Entity::Continent([a, b]) => {
+                write!(f, "continent:{}{}", char::from(*a), char::from(*b))
+            }
             Entity::Scope(scope) => f.write_str(scope.keyword()),
         }
     }
@@ -503,6 +509,13 @@ fn parse_entity(token: &str) -> Result<Entity, String> {
     if let Some(scope) = Scope::from_keyword(token) {
         return Ok(Entity::Scope(scope));
     }
+    if let Some(code) = token
+        .get(..10)
+        .filter(|p| p.eq_ignore_ascii_case("continent:"))
+        .and_then(|_| token.get(10..))
+    {
+        return parse_continent(code);
+    }
     if token.contains('/') {
         return parse_net(token);
     }
@@ -558,6 +571,24 @@ fn asn_digits(token: &str) -> Option<&str> {
         && rest.starts_with(|c: char| c.is_ascii_digit())
         && !rest.contains('.'))
     .then_some(rest)
+}
+
+/// The continent codes geo-IP data uses.
+pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+fn parse_continent(code: &str) -> Result<Entity, String> {
+    let upper = code.to_ascii_uppercase();
+    match CONTINENTS
+        .iter()
+        .find(|c| **c == upper)
+        .map(|c| c.as_bytes())
+    {
+        Some(&[a, b]) => Ok(Entity::Continent([a, b])),
+        _ => Err(format!(
+            "unknown continent `{code}`: expected one of {}",
+            CONTINENTS.join(", ")
+        )),
+    }
 }
 
 fn parse_asn(digits: &str) -> Result<Entity, String> {
@@ -1021,6 +1052,7 @@ mod tests {
             looked_up: true,
             country: None,
             asn: None,
+            continent: None,
         }
     }
 
@@ -1095,6 +1127,24 @@ mod tests {
             ..base
         }));
         assert!(!asn.matches(&base));
+        // Continents by their own keyword: `AS` alone is American Samoa, `NA` Namibia.
+        let eu = parse_ok("- continent:eu");
+        assert_eq!(eu.to_string(), "- continent:EU");
+        assert!(eu.matches(&Facts {
+            continent: Some(*b"EU"),
+            ..base
+        }));
+        assert!(!eu.matches(&Facts {
+            continent: Some(*b"AS"),
+            country: Some(*b"EU"),
+            ..base
+        }));
+        assert!(!eu.matches(&base));
+        assert_eq!(parse_ok("- AS").to_string(), "- AS", "a country");
+        for bad in ["- continent:XX", "- continent:", "- continent:Europe"] {
+            let e = parse_err(bad).to_string();
+            assert!(e.contains("continent"), "{bad}: {e}");
+        }
 
         let scope = |s: &str| parse_ok(&format!("- {s}"));
         assert!(scope("Localhost").matches(&facts("127.0.0.1")));

@@ -179,6 +179,7 @@ mod tests {
             looked_up,
             country: None,
             asn: None,
+            continent: None,
         }
     }
 

@@ -179,6 +179,7 @@ fn facts_for(remote: IpAddr, domain: Option<&str>) -> Facts<'_> {
         looked_up: true,
         country: None,
         asn: None,
+        continent: None,
     }
 }
 

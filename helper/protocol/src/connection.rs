@@ -99,6 +99,12 @@ pub struct ConnectionInfo {
     /// The name the app looked `remote` up by, when known.
     #[serde(default)]
     pub domain: Option<String>,
+    /// The remote's country (ISO 3166-1 alpha-2), when geo-IP knows it.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// The remote's autonomous system, when known.
+    #[serde(default)]
+    pub asn: Option<u32>,
     /// Its scope.
     pub scope: crate::settings::Scope,
     /// The verdict and why.

@@ -336,8 +336,8 @@ pub enum Event {
     },
     /// A connection was decided.
     Connection {
-        /// It, with its verdict and explanation.
-        connection: ConnectionInfo,
+        /// It, with its verdict and explanation (boxed: by far the largest event).
+        connection: Box<ConnectionInfo>,
     },
     /// A connection waits for an answer.
     PromptAdded {

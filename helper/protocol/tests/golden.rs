@@ -82,6 +82,8 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
         remote: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 1, 2)),
         remote_port: Some(443),
         domain: None,
+        country: None,
+        asn: None,
         scope: Scope::Lan,
         explanation: explanation.clone(),
         decided_in_kernel: false,
@@ -355,7 +357,9 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
         (
             "event_connection",
             v(&ServerFrame::Event {
-                event: Event::Connection { connection },
+                event: Event::Connection {
+                    connection: Box::new(connection),
+                },
             }),
         ),
         (

@@ -53,6 +53,14 @@ remote_port: number | null,
  */
 domain: string | null, 
 /**
+ * The remote's country (ISO 3166-1 alpha-2), when geo-IP knows it.
+ */
+country: string | null, 
+/**
+ * The remote's autonomous system, when known.
+ */
+asn: number | null, 
+/**
  * Its scope.
  */
 scope: Scope, 

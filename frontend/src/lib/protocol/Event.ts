@@ -27,7 +27,7 @@ owner: RuleOwner, } | { "event": "app_added",
  */
 app: AppInfo, } | { "event": "connection", 
 /**
- * It, with its verdict and explanation.
+ * It, with its verdict and explanation (boxed: by far the largest event).
  */
 connection: ConnectionInfo, } | { "event": "prompt_added", 
 /**

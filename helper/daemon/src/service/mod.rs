@@ -732,6 +732,7 @@ impl Service {
             looked_up: domain.is_some(),
             country: None,
             asn: None,
+            continent: None,
         };
         let app_rules = app.and_then(|key| {
             self.snapshot.apps.get(key).map(|p| ProfileRules {
