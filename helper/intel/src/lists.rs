@@ -381,7 +381,7 @@ pub fn parse_ips(bytes: &[u8]) -> Parsed<IpRule> {
             out.skipped.add(SkipReason::Blank);
             continue;
         }
-        let body = strip_comment(trimmed, &['#', ';']).trim();
+        let body = strip_comment(trimmed, b"#;").trim();
         if body.is_empty() {
             out.skipped.add(SkipReason::Comment);
             continue;
@@ -408,8 +408,10 @@ fn parse_net(text: &str) -> Option<IpNet> {
     }
 }
 
-fn strip_comment<'a>(line: &'a str, markers: &[char]) -> &'a str {
-    line.find(markers)
+/// The line up to the first of the (ASCII) comment markers.
+fn strip_comment<'a>(line: &'a str, markers: &[u8]) -> &'a str {
+    line.bytes()
+        .position(|b| markers.contains(&b))
         .map_or(line, |at| line.get(..at).unwrap_or_default())
 }
 
@@ -419,7 +421,7 @@ fn plain_line(out: &mut Parsed<DomainRule>, n: u32, line: &str) {
         out.skipped.add(SkipReason::Blank);
         return;
     }
-    let body = strip_comment(trimmed, &['#']).trim();
+    let body = strip_comment(trimmed, b"#").trim();
     if body.is_empty() {
         out.skipped.add(SkipReason::Comment);
         return;
@@ -439,7 +441,7 @@ fn hosts_line(out: &mut Parsed<DomainRule>, n: u32, line: &str) {
         out.skipped.add(SkipReason::Blank);
         return;
     }
-    let body = strip_comment(trimmed, &['#']).trim();
+    let body = strip_comment(trimmed, b"#").trim();
     if body.is_empty() {
         out.skipped.add(SkipReason::Comment);
         return;
@@ -582,6 +584,11 @@ fn push_name(out: &mut Parsed<DomainRule>, n: u32, name: &str, exception: bool) 
 }
 
 fn looks_like_ip(name: &str) -> bool {
+    // Cheap test first: an IPv4 address ends in a digit, an IPv6 one has a colon; no TLD ends
+    // in a digit, so most names never reach the full parse.
+    if !(name.ends_with(|c: char| c.is_ascii_digit()) || name.contains(':')) {
+        return false;
+    }
     let bare = name
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
@@ -600,27 +607,43 @@ pub fn normalize_domain(name: &str) -> Result<String, LineErrorKind> {
     if name.is_empty() {
         return Err(LineErrorKind::EmptyLabel);
     }
-    if !name.is_ascii() {
-        return Err(LineErrorKind::NotAscii);
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
-    {
-        return Err(LineErrorKind::BadChar(bad));
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(LineErrorKind::EmptyLabel);
+    // One pass: characters, label lengths, and whether anything needs lowercasing.
+    let mut label = 0usize;
+    let mut upper = false;
+    for (i, &b) in name.as_bytes().iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+            b'A'..=b'Z' => {
+                upper = true;
+                label += 1;
+            }
+            b'.' => {
+                if label == 0 {
+                    return Err(LineErrorKind::EmptyLabel);
+                }
+                label = 0;
+            }
+            _ if !b.is_ascii() => return Err(LineErrorKind::NotAscii),
+            _ => {
+                let bad = name.get(i..).and_then(|r| r.chars().next()).unwrap_or('?');
+                return Err(LineErrorKind::BadChar(bad));
+            }
         }
-        if label.len() > MAX_LABEL_LEN {
+        if label > MAX_LABEL_LEN {
             return Err(LineErrorKind::LabelTooLong);
         }
+    }
+    if label == 0 {
+        return Err(LineErrorKind::EmptyLabel);
     }
     if name.len() > MAX_NAME_LEN {
         return Err(LineErrorKind::NameTooLong);
     }
-    Ok(name.to_ascii_lowercase())
+    let mut out = name.to_owned();
+    if upper {
+        out.make_ascii_lowercase();
+    }
+    Ok(out)
 }
 
 /// Guesses a list's format from its first meaningful lines (up to 200): adblock if it has an
@@ -653,7 +676,7 @@ pub fn detect(bytes: &[u8]) -> ListFormat {
             seen += 1;
             continue;
         }
-        let body = strip_comment(line, &['#', ';']).trim();
+        let body = strip_comment(line, b"#;").trim();
         if body.is_empty() {
             continue;
         }
