@@ -641,7 +641,8 @@ impl LiveSet {
     }
 
     /// The current set, for one or more lookups. Cheap and lock-free; hold it briefly (a held
-    /// guard keeps an old set alive after a swap).
+    /// guard keeps an old set alive after a swap). A thread's first load may allocate once
+    /// (arc-swap registers the thread); later loads and all lookups do not.
     #[must_use]
     pub fn load(&self) -> Guard<Arc<DomainSet>> {
         self.current.load()
