@@ -9,8 +9,12 @@ use portcullis_intel::lists::{
 };
 use portcullis_intel::matcher::{DomainSetBuilder, MatchKind};
 
-const FORMATS: [ListFormat; 4] =
-    [ListFormat::Adblock, ListFormat::Hosts, ListFormat::Domains, ListFormat::Ips];
+const FORMATS: [ListFormat; 4] = [
+    ListFormat::Adblock,
+    ListFormat::Hosts,
+    ListFormat::Domains,
+    ListFormat::Ips,
+];
 
 fuzz_target!(|data: &[u8]| {
     let lines = data.split(|&b| b == b'\n').count() as u64;

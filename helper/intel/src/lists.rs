@@ -347,8 +347,9 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
     })
 }
 
-/// Parses a domain list (adblock, hosts or plain). `format` [`ListFormat::Ips`] yields only
-/// errors; use [`parse_ips`] for it.
+/// Parses a domain list (adblock, hosts or plain). Given [`ListFormat::Ips`], it reads the
+/// file as a plain domain list, so its addresses are skipped as [`SkipReason::IpAddress`]; use
+/// [`parse_ips`] for IP lists.
 #[must_use]
 pub fn parse_domains(bytes: &[u8], format: ListFormat) -> Parsed<DomainRule> {
     let mut out = Parsed::default();
@@ -360,8 +361,7 @@ pub fn parse_domains(bytes: &[u8], format: ListFormat) -> Parsed<DomainRule> {
         match format {
             ListFormat::Adblock => adblock_line(&mut out, n, line),
             ListFormat::Hosts => hosts_line(&mut out, n, line),
-            ListFormat::Domains => plain_line(&mut out, n, line),
-            ListFormat::Ips => out.error(n, LineErrorKind::BadChar('/')),
+            ListFormat::Domains | ListFormat::Ips => plain_line(&mut out, n, line),
         }
     }
     out
