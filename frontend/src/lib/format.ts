@@ -6,6 +6,7 @@ import type {
   ConnectionInfo,
   DecidedBy,
   HistoryRow,
+  ListCategory,
   PromptInfo,
   RuleLifetime,
   Scope,
@@ -74,6 +75,15 @@ export const scopeKeyword: Record<Scope, string> = {
 
 export const ALL_SCOPES: Scope[] = ["localhost", "lan", "internet", "p2p", "inbound"];
 
+export const ALL_CATEGORIES: ListCategory[] = ["ads", "trackers", "malware", "phishing"];
+
+export const categoryLabel: Record<ListCategory, string> = {
+  ads: "Ads",
+  trackers: "Trackers",
+  malware: "Malware",
+  phishing: "Phishing & scams",
+};
+
 export const settingLabel: Record<SettingKey, string> = {
   default_action: "Default action",
   block_inbound: "Block incoming connections",
@@ -83,6 +93,7 @@ export const settingLabel: Record<SettingKey, string> = {
   fail_open: "While the helper is not running",
   block_doh: "Apps' own secure DNS",
   record_history: "Keep in network history",
+  filter_lists: "Filter lists",
 };
 
 export const sourceLabel: Record<SettingSource, string> = {
@@ -101,6 +112,8 @@ export function valueText(v: SettingValue): string {
       return v.value.length === 0 ? "None" : v.value.map((s) => scopeLabel[s]).join(", ");
     case "seconds":
       return `${v.value} s`;
+    case "categories":
+      return v.value.length === 0 ? "None" : v.value.map((c) => categoryLabel[c]).join(", ");
   }
 }
 
@@ -108,6 +121,7 @@ export function valueText(v: SettingValue): string {
 export function decidedByShort(d: DecidedBy): string {
   if (d.kind === "rule") return `rule ${d.text}`;
   if (d.kind === "paused") return "protection paused";
+  if (d.kind === "list") return `${d.name} (${categoryLabel[d.category].toLowerCase()})`;
   return `${settingLabel[d.key].toLowerCase()} (${sourceLabel[d.source]})`;
 }
 
@@ -249,6 +263,8 @@ export const settingHelp: Record<SettingKey, string> = {
   fail_open: "If the helper stops or crashes: keep the network working, or cut it.",
   block_doh:
     "Refuse well-known DNS-over-HTTPS services, so apps ask Portcullis' resolver (where your DNS rules apply).",
+  filter_lists:
+    "Block names that known lists mark as ads, trackers, malware or scams. Your own allow rules always win.",
   record_history: "Keep this app's connections and DNS lookups in the history on this machine. Turn off for apps you want forgotten.",
 };
 

@@ -91,6 +91,7 @@ const MAX_ASKERS: usize = 4096;
 #[derive(Debug)]
 pub struct AppQueryPolicy {
     policy: Arc<SharedPolicy>,
+    lists: Arc<crate::lists::Lists>,
     style: BlockStyle,
     attributor: Mutex<Attributor>,
     askers: Mutex<HashMap<QuerySource, (Instant, String)>>,
@@ -99,11 +100,16 @@ pub struct AppQueryPolicy {
 impl AppQueryPolicy {
     /// Attributes queries with sock_diag and `/proc` in the calling thread's network
     /// namespace.
-    pub fn new(policy: Arc<SharedPolicy>, style: BlockStyle) -> anyhow::Result<AppQueryPolicy> {
+    pub fn new(
+        policy: Arc<SharedPolicy>,
+        lists: Arc<crate::lists::Lists>,
+        style: BlockStyle,
+    ) -> anyhow::Result<AppQueryPolicy> {
         let attributor = Attributor::new(AttributionConfig::default())
             .context("cannot start attribution for DNS queries")?;
         Ok(AppQueryPolicy {
             policy,
+            lists,
             style,
             attributor: Mutex::new(attributor),
             askers: Mutex::new(HashMap::new()),
@@ -133,7 +139,17 @@ impl AppQueryPolicy {
             settings: &snapshot.global.overrides,
             rules: &snapshot.global.compiled,
         };
-        decide_name(app_rules.as_ref(), &global, name)
+        let listed = self.lists.check(
+            profile.map(|p| &p.overrides),
+            &snapshot.global.overrides,
+            name,
+        );
+        decide_name(
+            app_rules.as_ref(),
+            &global,
+            name,
+            listed.as_ref().map(crate::lists::Listed::hit).as_ref(),
+        )
     }
 
     /// The profile key of the app that sent the query from `source`.
@@ -214,7 +230,13 @@ impl QueryPolicy for AppQueryPolicy {
             settings: &snapshot.global.overrides,
             rules: &snapshot.global.compiled,
         };
-        match decide_name(app_rules.as_ref(), &global, name) {
+        let listed = self.lists.check(
+            profile.map(|p| &p.overrides),
+            &snapshot.global.overrides,
+            name,
+        );
+        let hit = listed.as_ref().map(crate::lists::Listed::hit);
+        match decide_name(app_rules.as_ref(), &global, name, hit.as_ref()) {
             Some(e) if e.verdict != Verdict::Allow => {
                 tracing::debug!(app = %app, name, because = %e.summary, "name blocked");
                 let because = match query.via_cname {
@@ -513,12 +535,13 @@ impl Dns {
         domains: Arc<DomainMap>,
         firewall: Option<InterceptConfig>,
         history: Arc<crate::history::Recorder>,
+        lists: Arc<crate::lists::Lists>,
     ) -> anyhow::Result<Dns> {
         section
             .resolver
             .validate()
             .context("invalid [dns.resolver] configuration")?;
-        let decide = Arc::new(AppQueryPolicy::new(policy, section.block_style)?);
+        let decide = Arc::new(AppQueryPolicy::new(policy, lists, section.block_style)?);
         let hook = firewall.map(|config| -> SocketHook {
             Arc::new(move |socket| {
                 portcullis_intercept::exclude_socket(socket, &config).map_err(std::io::Error::other)

@@ -70,6 +70,8 @@ pub struct Shared {
     pub dns: bool,
     /// Country and ASN of addresses (empty when no data was loaded).
     pub geo: Arc<portcullis_intel::geo::GeoDb>,
+    /// The filter lists.
+    pub lists: Arc<crate::lists::Lists>,
 }
 
 /// The running enforcement: rules installed, verdict thread answering.
@@ -293,7 +295,7 @@ impl Enforcer {
             };
             // `ask` is no reason to cut a connection someone allowed (e.g. "once"): only a
             // block or drop of the policy itself is.
-            let (now, _) = decide_observed(snapshot, &observed, true);
+            let (now, _) = decide_observed(snapshot, &self.shared.lists, &observed, true);
             if matches!(now.verdict, Verdict::Allow | Verdict::Ask) {
                 continue;
             }
@@ -486,7 +488,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> (Connecti
         domain: domain.as_deref(),
         place,
     };
-    let (mut explanation, scope) = decide_observed(&snapshot, &seen, true);
+    let (mut explanation, scope) = decide_observed(&snapshot, &shared.lists, &seen, true);
     let now_blocked = matches!(explanation.verdict, Verdict::Block | Verdict::Drop);
     if explanation.verdict != verdict {
         // The policy changed since the kernel decided (a moment's race): say what happened.
@@ -963,7 +965,7 @@ impl VerdictLoop {
                     domain: domain.as_ref().map(|(d, _)| &**d),
                     place: Place::of(&self.shared.geo, h.key.remote),
                 };
-                let (e, _) = decide_observed(&snapshot, &seen, true);
+                let (e, _) = decide_observed(&snapshot, &self.shared.lists, &seen, true);
                 (e.verdict != Verdict::Ask).then_some((*id, e.verdict))
             })
             .collect();
@@ -1120,7 +1122,8 @@ impl VerdictLoop {
             domain: domain.as_ref().map(|(d, _)| &**d),
             place,
         };
-        let (mut explanation, scope) = decide_observed(&snapshot, &seen, shared.prompts.can_ask());
+        let (mut explanation, scope) =
+            decide_observed(&snapshot, &shared.lists, &seen, shared.prompts.can_ask());
         let paused = shared.policy.paused_at(crate::now_ms());
         if let Some(until) = paused {
             // Paused: everything passes, and nothing is cached (the pause ends by itself).

@@ -7,6 +7,7 @@ mod config;
 mod dns;
 mod enforce;
 mod history;
+mod lists;
 mod live;
 mod paths;
 mod recover;

@@ -117,11 +117,16 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
 
     // Geo-IP and ASN before the first decision, so that country and ASN rules hold from the
     // first packet (about a second for the shipped data).
-    let geo = {
+    let (geo, lists) = {
         let dir = resolved.intel.data_dir.clone();
-        tokio::task::spawn_blocking(move || load_geo(&dir))
+        tokio::task::spawn_blocking(move || (load_geo(&dir), load_lists(&dir)))
             .await
-            .unwrap_or_else(|_| Arc::new(portcullis_intel::geo::GeoDb::empty()))
+            .unwrap_or_else(|_| {
+                (
+                    Arc::new(portcullis_intel::geo::GeoDb::empty()),
+                    Arc::default(),
+                )
+            })
     };
 
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
@@ -142,6 +147,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             domains.clone(),
             firewall,
             recorder.clone(),
+            lists.clone(),
         )
         .await
         {
@@ -195,6 +201,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             domains: domains.clone(),
             dns: dns.is_some(),
             geo,
+            lists,
         };
         let started = tokio::task::spawn_blocking(move || {
             Enforcer::start(config, ebpf_cgroup, fast_path, shared, replies)
@@ -328,6 +335,23 @@ fn load_geo(dir: &std::path::Path) -> Arc<portcullis_intel::geo::GeoDb> {
             Arc::new(portcullis_intel::geo::GeoDb::empty())
         }
     }
+}
+
+/// The shipped filter lists under `dir`; what cannot be read is logged and left out.
+fn load_lists(dir: &std::path::Path) -> Arc<crate::lists::Lists> {
+    let started = std::time::Instant::now();
+    let (lists, loaded) = crate::lists::Lists::load(dir);
+    let entries: usize = loaded.lists.iter().map(|(_, n)| n).sum();
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        lists = loaded.lists.len(),
+        entries,
+        "filter lists loaded"
+    );
+    for (id, why) in &loaded.missing {
+        tracing::warn!(list = %id, error = %why, "a filter list is not in force");
+    }
+    Arc::new(lists)
 }
 
 /// Whether the history answers `request` (when it is kept).

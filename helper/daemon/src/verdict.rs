@@ -97,9 +97,14 @@ impl Place {
 /// and the explanation says so.
 pub fn decide_observed(
     snapshot: &Snapshot,
+    lists: &crate::lists::Lists,
     seen: &Observed<'_>,
     can_ask: bool,
 ) -> (Explanation, Scope) {
+    let app = snapshot.apps.get(seen.app);
+    let listed = seen
+        .domain
+        .and_then(|d| lists.check(app.map(|p| &p.overrides), &snapshot.global.overrides, d));
     let facts = Facts {
         direction: seen.direction,
         protocol: seen.protocol,
@@ -111,8 +116,8 @@ pub fn decide_observed(
         country: seen.place.country,
         asn: seen.place.asn,
         continent: seen.place.continent,
+        listed: listed.as_ref().map(crate::lists::Listed::hit),
     };
-    let app = snapshot.apps.get(seen.app);
     let app_rules = app.map(|p| ProfileRules {
         label: ProfileLabel::App(seen.app.to_string()),
         settings: &p.overrides,
@@ -197,9 +202,19 @@ mod tests {
             )
             .unwrap();
         });
-        let (e, _) = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, APP), false);
+        let (e, _) = decide_observed(
+            &snap,
+            &crate::lists::Lists::default(),
+            &out_tcp([10, 1, 1, 1], 80, APP),
+            false,
+        );
         assert_eq!(e.verdict, Verdict::Block);
-        let (e, _) = decide_observed(&snap, &out_tcp([10, 1, 1, 1], 80, "/usr/bin/other"), false);
+        let (e, _) = decide_observed(
+            &snap,
+            &crate::lists::Lists::default(),
+            &out_tcp([10, 1, 1, 1], 80, "/usr/bin/other"),
+            false,
+        );
         assert_eq!(e.verdict, Verdict::Allow);
     }
 
@@ -225,7 +240,12 @@ mod tests {
             s.set_setting(&RuleOwner::Global, SettingKey::DefaultAction, Some(&ask))
                 .unwrap();
         });
-        let (e, _) = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), false);
+        let (e, _) = decide_observed(
+            &snap,
+            &crate::lists::Lists::default(),
+            &out_tcp([192, 0, 2, 1], 443, APP),
+            false,
+        );
         assert_eq!(e.verdict, Verdict::Block);
         assert!(matches!(
             e.decided_by,
@@ -236,7 +256,12 @@ mod tests {
             }
         ));
         assert!(e.summary.contains("nobody is connected"), "{}", e.summary);
-        let (e, _) = decide_observed(&snap, &out_tcp([192, 0, 2, 1], 443, APP), true);
+        let (e, _) = decide_observed(
+            &snap,
+            &crate::lists::Lists::default(),
+            &out_tcp([192, 0, 2, 1], 443, APP),
+            true,
+        );
         assert_eq!(e.verdict, Verdict::Ask);
     }
 }

@@ -57,6 +57,49 @@ pub struct Facts<'a> {
     pub asn: Option<u32>,
     /// The continent of `country` (AF, AN, AS, EU, NA, OC, SA), when known.
     pub continent: Option<[u8; 2]>,
+    /// The filter-list entry that blocks `domain` among the lists this app uses
+    /// (`filter_lists`), found by the caller; `None` when no enabled list blocks it.
+    pub listed: Option<ListHit<'a>>,
+}
+
+/// A filter-list entry that blocks a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListHit<'a> {
+    /// The list's id, e.g. `easyprivacy`.
+    pub list: &'a str,
+    /// The list's name, e.g. `EasyPrivacy`.
+    pub name: &'a str,
+    /// What the list blocks.
+    pub category: portcullis_protocol::ListCategory,
+    /// The listed name that matched (the name itself or a parent).
+    pub entry: &'a str,
+    /// The entry's line in the list file.
+    pub line: u32,
+}
+
+impl ListHit<'_> {
+    /// The block this entry makes, as an explanation.
+    pub fn explanation(&self, name: &str) -> Explanation {
+        let how = if self.entry == name {
+            String::new()
+        } else {
+            format!(" under {}", self.entry)
+        };
+        Explanation {
+            verdict: Verdict::Block,
+            summary: format!(
+                "blocked: {name}{how} is on the {} list {} (line {}; filter_lists)",
+                self.category, self.name, self.line
+            ),
+            decided_by: DecidedBy::List {
+                list: self.list.to_owned(),
+                name: self.name.to_owned(),
+                category: self.category,
+                entry: self.entry.to_owned(),
+                line: self.line,
+            },
+        }
+    }
 }
 
 /// A rule as stored in a profile's list.
@@ -109,6 +152,10 @@ pub fn decide(
     if let Some(found) = first_match(global, facts) {
         return found;
     }
+    // 3½. Filter lists: after every rule, so that the user's allow rules win over them.
+    if let (Some(hit), Some(domain)) = (facts.listed, facts.domain) {
+        return hit.explanation(domain);
+    }
     // 4. Blocking settings from the global profile or the defaults.
     for entry in blocking.iter().filter(|e| e.source != SettingSource::App) {
         if let Some(found) = blocked_by_setting(entry, app_label, facts) {
@@ -133,6 +180,7 @@ pub fn decide_name(
     app: Option<&ProfileRules<'_>>,
     global: &ProfileRules<'_>,
     name: &str,
+    listed: Option<&ListHit<'_>>,
 ) -> Option<Explanation> {
     let domain_rule = |rule: &Rule| {
         rule.direction == Direction::Outbound
@@ -156,6 +204,7 @@ pub fn decide_name(
         country: None,
         asn: None,
         continent: None,
+        listed: None,
     };
     let by_rule = [app, Some(global)]
         .into_iter()
@@ -174,8 +223,15 @@ pub fn decide_name(
                 &facts,
             )
         });
-    if by_rule.is_some() || !crate::doh::is_doh_name(name) {
+    if by_rule.is_some() {
         return by_rule;
+    }
+    // No rule names it: a filter list the app uses may.
+    if let Some(hit) = listed {
+        return Some(hit.explanation(name));
+    }
+    if !crate::doh::is_doh_name(name) {
+        return None;
     }
     // No rule names it: a DoH/DoT service's name is refused while `block_doh` is on.
     let entry = resolve(
@@ -362,6 +418,7 @@ mod tests {
             country: None,
             asn: None,
             continent: None,
+            listed: None,
         }
     }
 
@@ -419,12 +476,19 @@ mod tests {
             decide(Some(&app), &self.global(), facts)
         }
         fn decide_name(&self, name: &str) -> Option<Explanation> {
+            self.decide_name_listed(name, None)
+        }
+        fn decide_name_listed(
+            &self,
+            name: &str,
+            listed: Option<&ListHit<'_>>,
+        ) -> Option<Explanation> {
             let app = ProfileRules {
                 label: ProfileLabel::App(CURL.to_owned()),
                 settings: &self.app_settings,
                 rules: &self.app_rules,
             };
-            decide_name(Some(&app), &self.global(), name)
+            decide_name(Some(&app), &self.global(), name, listed)
         }
         fn decide_without_app(&self, facts: &Facts<'_>) -> Explanation {
             decide(None, &self.global(), facts)
@@ -821,6 +885,45 @@ mod tests {
             e.summary,
             "allowed by default_action=allow (global settings)"
         );
+    }
+
+    #[test]
+    fn filter_lists_block_after_every_rule_and_say_which_entry() {
+        let hit = ListHit {
+            list: "easyprivacy",
+            name: "EasyPrivacy",
+            category: portcullis_protocol::ListCategory::Trackers,
+            entry: "tracker.example",
+            line: 1234,
+        };
+        let mut facts = out("203.0.113.5", 443);
+        facts.domain = Some("cdn.tracker.example");
+        facts.listed = Some(hit);
+        let e = World::new().decide(&facts);
+        assert_eq!(e.verdict, Verdict::Block);
+        assert!(
+            e.summary.contains("EasyPrivacy") && e.summary.contains("line 1234"),
+            "{}",
+            e.summary
+        );
+        assert!(matches!(e.decided_by, DecidedBy::List { line: 1234, .. }));
+        // A user's allow rule wins over a list, global or the app's own.
+        let world = World::new().global_rules(&["+ .tracker.example"]);
+        assert_eq!(world.decide(&facts).verdict, Verdict::Allow);
+        // Names: the same order.
+        assert_eq!(
+            world
+                .decide_name_listed("cdn.tracker.example", Some(&hit))
+                .map(|e| e.verdict),
+            Some(Verdict::Allow)
+        );
+        let e = World::new()
+            .decide_name_listed("cdn.tracker.example", Some(&hit))
+            .unwrap();
+        assert!(e.summary.contains("under tracker.example"), "{}", e.summary);
+        // Without a domain (an address-only connection) a list has nothing to say.
+        facts.domain = None;
+        assert_eq!(World::new().decide(&facts).verdict, Verdict::Allow);
     }
 
     #[test]

@@ -1053,6 +1053,7 @@ mod tests {
             country: None,
             asn: None,
             continent: None,
+            listed: None,
         }
     }
 

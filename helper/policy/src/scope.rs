@@ -180,6 +180,7 @@ mod tests {
             country: None,
             asn: None,
             continent: None,
+            listed: None,
         }
     }
 

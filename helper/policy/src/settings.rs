@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use portcullis_protocol::{
-    Action, SettingEntry, SettingKey, SettingSource, SettingValue, SettingsView,
+    Action, ListCategory, SettingEntry, SettingKey, SettingSource, SettingValue, SettingsView,
 };
 
 /// The settings one profile (an app, or the global profile) sets explicitly.
@@ -31,6 +31,8 @@ pub fn builtin_default(key: SettingKey) -> SettingValue {
         SettingKey::BlockDoh => SettingValue::Bool(true),
         // History stays on the machine; an app the user wants forgotten opts out.
         SettingKey::RecordHistory => SettingValue::Bool(true),
+        // Out of the box every app is protected from known ads, trackers, malware and scams.
+        SettingKey::FilterLists => SettingValue::Categories(ListCategory::ALL.to_vec()),
     }
 }
 

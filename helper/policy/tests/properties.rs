@@ -180,6 +180,7 @@ fn facts_for(remote: IpAddr, domain: Option<&str>) -> Facts<'_> {
         country: None,
         asn: None,
         continent: None,
+        listed: None,
     }
 }
 

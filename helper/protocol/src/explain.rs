@@ -75,6 +75,19 @@ pub enum DecidedBy {
         /// The rule in canonical text.
         text: String,
     },
+    /// A filter list the app uses (`filter_lists`) names the domain, and no rule allowed it.
+    List {
+        /// The list's id, e.g. `easyprivacy`.
+        list: String,
+        /// The list's name, e.g. `EasyPrivacy`.
+        name: String,
+        /// What it blocks.
+        category: crate::settings::ListCategory,
+        /// The listed name that matched (the domain itself or a parent).
+        entry: String,
+        /// The entry's line in the list file.
+        line: u32,
+    },
     /// A setting decided (block_inbound, block_scopes, default_action, …).
     Setting {
         /// Which setting.

@@ -31,8 +31,8 @@ pub use prompts::{
 };
 pub use rules::{RuleInfo, RuleLifetime, RuleOwner};
 pub use settings::{
-    Action, Scope, SettingEntry, SettingKey, SettingParseError, SettingSource, SettingValue,
-    SettingsView,
+    Action, ListCategory, Scope, SettingEntry, SettingKey, SettingParseError, SettingSource,
+    SettingValue, SettingsView,
 };
 pub use status::{EnforcementState, Status};
 

@@ -91,6 +91,54 @@ impl fmt::Display for Scope {
     }
 }
 
+/// What a filter list blocks: the user turns lists on by category, globally or per app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum ListCategory {
+    /// Advertising.
+    Ads,
+    /// Tracking and telemetry.
+    Trackers,
+    /// Malware distribution and command-and-control.
+    Malware,
+    /// Phishing, scams and other badware.
+    Phishing,
+}
+
+impl ListCategory {
+    /// Every category, in display order.
+    pub const ALL: [ListCategory; 4] = [
+        ListCategory::Ads,
+        ListCategory::Trackers,
+        ListCategory::Malware,
+        ListCategory::Phishing,
+    ];
+
+    /// The word used in settings and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListCategory::Ads => "ads",
+            ListCategory::Trackers => "trackers",
+            ListCategory::Malware => "malware",
+            ListCategory::Phishing => "phishing",
+        }
+    }
+
+    /// The category named `word` (any case).
+    pub fn from_word(word: &str) -> Option<ListCategory> {
+        ListCategory::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(word))
+    }
+}
+
+impl fmt::Display for ListCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A setting's name. The string form (`default_action`, …) is what the CLI and the database use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -114,14 +162,18 @@ pub enum SettingKey {
     BlockDoh,
     /// `true`/`false`: keep this app's connections and DNS queries in the network history.
     RecordHistory,
+    /// The filter-list categories that block, e.g. `ads,trackers,malware,phishing` (empty or
+    /// `none`: no lists).
+    FilterLists,
 }
 
 impl SettingKey {
     /// Every key, in display order.
-    pub const ALL: [SettingKey; 8] = [
+    pub const ALL: [SettingKey; 9] = [
         SettingKey::DefaultAction,
         SettingKey::BlockInbound,
         SettingKey::BlockScopes,
+        SettingKey::FilterLists,
         SettingKey::BlockDoh,
         SettingKey::PromptTimeoutSecs,
         SettingKey::PromptFallback,
@@ -140,6 +192,7 @@ impl SettingKey {
             SettingKey::FailOpen => "fail_open",
             SettingKey::BlockDoh => "block_doh",
             SettingKey::RecordHistory => "record_history",
+            SettingKey::FilterLists => "filter_lists",
         }
     }
 
@@ -168,6 +221,9 @@ impl SettingKey {
             }
             SettingKey::RecordHistory => {
                 "keep connections and DNS queries in the network history: true or false"
+            }
+            SettingKey::FilterLists => {
+                "filter-list categories that block, comma-separated: ads, trackers, malware, phishing (or none)"
             }
         }
     }
@@ -224,6 +280,8 @@ pub enum SettingValue {
     Scopes(Vec<Scope>),
     /// For `prompt_timeout_secs`.
     Seconds(u32),
+    /// For `filter_lists`; sorted, without duplicates.
+    Categories(Vec<ListCategory>),
 }
 
 impl SettingValue {
@@ -272,6 +330,27 @@ impl SettingValue {
                 scopes.dedup();
                 SettingValue::Scopes(scopes)
             }
+            SettingKey::FilterLists => {
+                let mut categories = Vec::new();
+                if !text.eq_ignore_ascii_case("none") {
+                    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                        match ListCategory::from_word(word) {
+                            Some(c) => categories.push(c),
+                            None => {
+                                return Err(SettingParseError {
+                                    message: format!(
+                                        "invalid category `{word}` for {key}: expected ads, \
+                                         trackers, malware, phishing, or none"
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                }
+                categories.sort();
+                categories.dedup();
+                SettingValue::Categories(categories)
+            }
             SettingKey::PromptTimeoutSecs => match text.parse::<u32>() {
                 Ok(n) if (1..=3600).contains(&n) => SettingValue::Seconds(n),
                 _ => return Err(bad("a whole number of seconds from 1 to 3600")),
@@ -297,6 +376,9 @@ impl SettingValue {
                 s.windows(2).all(|w| matches!(w, [a, b] if a < b))
             }
             (SettingKey::PromptTimeoutSecs, SettingValue::Seconds(n)) => (1..=3600).contains(n),
+            (SettingKey::FilterLists, SettingValue::Categories(c)) => {
+                c.windows(2).all(|w| matches!(w, [a, b] if a < b))
+            }
             _ => false,
         };
         if fits {
@@ -319,6 +401,11 @@ impl fmt::Display for SettingValue {
                 f.write_str(&words.join(","))
             }
             SettingValue::Seconds(n) => write!(f, "{n}"),
+            SettingValue::Categories(c) if c.is_empty() => f.write_str("none"),
+            SettingValue::Categories(c) => {
+                let words: Vec<&str> = c.iter().map(|c| c.as_str()).collect();
+                f.write_str(&words.join(","))
+            }
         }
     }
 }

@@ -3,4 +3,4 @@
 /**
  * A setting's name. The string form (`default_action`, …) is what the CLI and the database use.
  */
-export type SettingKey = "default_action" | "block_inbound" | "block_scopes" | "prompt_timeout_secs" | "prompt_fallback" | "fail_open" | "block_doh" | "record_history";
+export type SettingKey = "default_action" | "block_inbound" | "block_scopes" | "prompt_timeout_secs" | "prompt_fallback" | "fail_open" | "block_doh" | "record_history" | "filter_lists";

@@ -23,6 +23,7 @@ export type { HistoryPage } from "./HistoryPage";
 export type { HistoryRow } from "./HistoryRow";
 export type { HistoryTopBy } from "./HistoryTopBy";
 export type { HistoryTopEntry } from "./HistoryTopEntry";
+export type { ListCategory } from "./ListCategory";
 export type { ProfileLabel } from "./ProfileLabel";
 export type { PromptAnswer } from "./PromptAnswer";
 export type { PromptDuration } from "./PromptDuration";

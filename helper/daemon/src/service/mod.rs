@@ -733,6 +733,7 @@ impl Service {
             country: None,
             asn: None,
             continent: None,
+            listed: None,
         };
         let app_rules = app.and_then(|key| {
             self.snapshot.apps.get(key).map(|p| ProfileRules {
