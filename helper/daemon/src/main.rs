@@ -7,6 +7,7 @@ mod config;
 mod dns;
 mod enforce;
 mod live;
+mod notify;
 mod paths;
 mod recover;
 mod serve;
