@@ -7,7 +7,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release
 DEBUG_BIN    := $(TARGET_DIR)/debug
 SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build build-debug frontend run test demo bench fuzz lint fmt clean intel-data
+.PHONY: all deps build build-debug frontend run deb test demo bench fuzz lint fmt clean intel-data
 
 all: build
 
@@ -27,6 +27,11 @@ frontend:
 # Installs what is missing, builds, and starts the helper in the foreground on this machine.
 run: deps build intel-data
 	scripts/run-local "$(RELEASE_BIN)"
+
+# The Debian packages portcullis-helper and portcullis, in $(TARGET_DIR)/debian
+# (scripts/build-debs; `sudo make deps` first on a fresh machine).
+deb:
+	scripts/build-debs
 
 # Every test. Lab tests need root: run as root (CI does); outside CI they are skipped with a
 # message when not root.

@@ -91,11 +91,12 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
     let mut context = tauri::generate_context!();
     context.set_assets(Box::new(DiskAssets { root: web_root }));
     let no_tray = cli.no_tray;
+    let hidden = cli.hidden;
     let app = tauri::Builder::default()
         .manage(Arc::clone(&desktop))
         .invoke_handler(tauri::generate_handler![request, subscribe])
         .setup(move |app| {
-            setup(app, &desktop, no_tray)?;
+            setup(app, &desktop, no_tray, hidden)?;
             Ok(())
         })
         .build(context)
@@ -104,24 +105,31 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn setup(app: &mut App, desktop: &Arc<Desktop>, no_tray: bool) -> anyhow::Result<()> {
+fn setup(app: &mut App, desktop: &Arc<Desktop>, no_tray: bool, hidden: bool) -> anyhow::Result<()> {
     let main = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
         .title("Portcullis")
         .inner_size(1180.0, 760.0)
         .min_inner_size(720.0, 480.0)
+        .visible(!hidden)
         .build()
         .context("cannot open the main window")?;
-    let tray_visible = !no_tray && tray_host_present();
+    let mut tray_visible = !no_tray && tray_host_present();
     if no_tray {
         tracing::info!("no tray (--no-tray)");
     } else if let Err(e) = make_tray(app.handle(), Arc::clone(desktop)) {
         tracing::warn!("no tray: {e:#}");
+        tray_visible = false;
     } else if !tray_visible {
         tracing::info!(
             "no tray host on this desktop: the tray may not show; closing the window quits"
         );
     }
     desktop.hub().tray_visible = tray_visible;
+    if hidden && !tray_visible {
+        // Nothing would show that the app runs, and nothing would open its window.
+        tracing::info!("--hidden without a tray: opening the window");
+        show_main(app.handle());
+    }
     let handle = app.handle().clone();
     let for_close = Arc::clone(desktop);
     main.on_window_event(move |event| {

@@ -39,6 +39,10 @@ struct Cli {
     /// Desktop window: make no tray icon (closing the window then quits the app).
     #[arg(long)]
     no_tray: bool,
+    /// Desktop window: start in the tray with the window closed (the login autostart entry
+    /// uses it). Without a tray to show, the window opens anyway: it must stay reachable.
+    #[arg(long, conflicts_with_all = ["serve", "no_tray"])]
+    hidden: bool,
     /// Trust a socket not owned by root (tests and development only).
     #[arg(long, hide = true)]
     insecure_any_socket_owner: bool,

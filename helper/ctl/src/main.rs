@@ -5,6 +5,7 @@
 //!
 //! The command-line surface is a contract: later releases add commands, never rename these.
 
+mod docs;
 mod history;
 mod output;
 
@@ -80,6 +81,12 @@ enum Command {
     /// The network history: past connections and DNS queries, top lists, export, clear.
     #[command(subcommand)]
     History(history::HistoryCmd),
+    /// Write the man pages and shell completions to DIR (for packagers).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Where to write them (`man/`, `completions/`).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +389,11 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
             .map_err(|e: portcullis_protocol::SettingParseError| usage(e.message))
     };
     Ok(match command {
+        Command::GenerateDocs { .. } => {
+            return Err(usage(
+                "generate-docs sends nothing to the helper".to_string(),
+            ));
+        }
         Command::Status => (Request::Status, Show::Status),
         Command::Pause { minutes } => (Request::Pause { minutes: *minutes }, Show::Status),
         Command::Resume => (Request::Resume, Show::Status),
@@ -601,6 +613,15 @@ fn default_sigpipe() {
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
+    if let Command::GenerateDocs { dir } = &cli.command {
+        return match docs::generate(<Cli as clap::CommandFactory>::command(), "1", dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portcullisctl: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

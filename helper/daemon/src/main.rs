@@ -5,10 +5,12 @@
 
 mod config;
 mod dns;
+mod docs;
 mod enforce;
 mod history;
 mod lists;
 mod live;
+mod notify;
 mod paths;
 mod recover;
 mod serve;
@@ -70,6 +72,12 @@ enum Command {
     Run(Placement),
     /// Undo every system change a crashed run left behind (safe to run at any time).
     Recover(Placement),
+    /// Write the man pages and shell completions to DIR (for packagers).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Where to write them (`man/`, `completions/`).
+        dir: PathBuf,
+    },
 }
 
 /// Everything `run` needs, resolved from the options, the configuration file and defaults.
@@ -169,6 +177,9 @@ fn main() -> ExitCode {
                     println!("{line}");
                 }
             }),
+        Command::GenerateDocs { dir } => {
+            docs::generate(<Cli as clap::CommandFactory>::command(), "8", dir)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,6 +239,9 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         pid = std::process::id(),
         "portcullisd ready"
     );
+    // Interception, the resolver and the socket are all up: a unit ordered after this one
+    // (Type=notify) may rely on them now.
+    crate::notify::notify("READY=1");
 
     let clients = Arc::new(Clients::default());
     let expiry = tokio::spawn(end_rules_on_time(service.clone(), changes));
@@ -272,6 +275,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
         }
     };
+    crate::notify::notify("STOPPING=1");
     expiry.abort();
     evicted.abort();
     make_profiles.abort();

@@ -63,6 +63,18 @@ impl NetnsPin {
             .map(NetnsPin)
             .map_err(InterceptError::Netns)
     }
+
+    /// Whether the calling thread is in this namespace already (same nsfs inode).
+    fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match (
+            self.0.metadata(),
+            std::fs::metadata("/proc/thread-self/ns/net"),
+        ) {
+            (Ok(pinned), Ok(here)) => pinned.dev() == here.dev() && pinned.ino() == here.ino(),
+            _ => false,
+        }
+    }
 }
 
 /// Runs `tool args…` to completion, in `netns` if given (else in the caller's), feeding it
@@ -88,7 +100,9 @@ pub(crate) fn run(
         .stderr(Stdio::piped())
         // Untranslated messages: we match on some of them.
         .env("LC_ALL", "C");
-    if let Some(NetnsPin(file)) = netns {
+    // Only a thread elsewhere enters the namespace: setns(2) needs CAP_SYS_ADMIN even into
+    // one's own, which the service (installer/portcullisd.service) does not grant.
+    if let Some(NetnsPin(file)) = netns.filter(|pin| !pin.is_current()) {
         let fd = file.as_raw_fd();
         // SAFETY: the closure runs in the forked child before exec and only calls setns(2),
         // which is async-signal-safe; `fd` stays open in the parent (and so in the child's
@@ -173,5 +187,21 @@ mod tests {
         );
         let out = run_ok(&sh, &["-c", "cat"], Some("fed"), None).unwrap();
         assert_eq!(out, "fed");
+    }
+
+    #[test]
+    fn a_tool_runs_in_its_own_namespace_without_entering_it() {
+        // Entering needs CAP_SYS_ADMIN; the service has none, so the thread's own namespace
+        // must be recognised and the tool started without setns(2).
+        let pin = NetnsPin::current().unwrap();
+        assert!(pin.is_current());
+        let sh = find(&["sh"]).unwrap();
+        let out = run(&sh, &["-c", "exit 0"], None, Some(&pin)).unwrap();
+        assert!(out.status.success());
+        let other = NetnsPin(File::open("/proc/self/ns/mnt").unwrap());
+        assert!(
+            !other.is_current(),
+            "a different nsfs inode is another namespace"
+        );
     }
 }
