@@ -48,6 +48,8 @@ pub struct DnsSection {
     /// The resolver: listen addresses, upstreams, trust, local zones, cache, rebinding
     /// (`[dns.resolver]`; see `portcullis_dns::DnsConfig`).
     pub resolver: DnsConfig,
+    /// The links' own DNS (`[dns.links]`): their domains stay with their resolvers.
+    pub links: crate::link_dns::LinksSection,
 }
 
 impl Default for DnsSection {
@@ -57,6 +59,7 @@ impl Default for DnsSection {
             block_style: BlockStyle::NxDomain,
             redirect: true,
             resolver: DnsConfig::default(),
+            links: crate::link_dns::LinksSection::default(),
         }
     }
 }
@@ -343,6 +346,42 @@ impl Handler {
     }
 }
 
+/// Keeps the resolver's split horizon in step with the links' own DNS (a VPN coming up, a
+/// new Wi-Fi network), reading it now and every `refresh_secs`.
+async fn follow_links(handler: Arc<Handler>, section: crate::link_dns::LinksSection) {
+    let mut current: Option<Vec<portcullis_dns::LocalZone>> = None;
+    let every = Duration::from_secs(section.refresh_secs.clamp(1, 3600));
+    loop {
+        let read_section = section.clone();
+        let found = tokio::task::spawn_blocking(move || crate::link_dns::read(&read_section))
+            .await
+            .ok()
+            .flatten();
+        let (zones, source) = found.unwrap_or((Vec::new(), "nothing"));
+        if current.as_ref() != Some(&zones) {
+            match handler.resolver.set_link_zones(&zones) {
+                Ok(()) => {
+                    tracing::info!(
+                        zones = zones.len(),
+                        source,
+                        "the links' own DNS zones changed"
+                    );
+                    tracing::debug!(
+                        zones = ?zones.iter().map(|z| z.zone.as_str()).collect::<Vec<_>>(),
+                        "links' zones"
+                    );
+                    current = Some(zones);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the links' own DNS zones were not taken");
+                    current = Some(zones);
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The running resolver. It serves on a thread and runtime of its own, so that a flood of
 /// queries (each attributed with system calls) can never starve the IPC side or the prompts.
 #[derive(Debug)]
@@ -566,6 +605,8 @@ impl Dns {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let listen = section.resolver.listen.clone();
         let limits = section.resolver.server;
+        let links = section.links.clone();
+        let follow = Arc::clone(&resolver);
         let thread = std::thread::Builder::new()
             .name("dns".into())
             .spawn(move || {
@@ -585,7 +626,13 @@ impl Dns {
                     match DnsServer::start(&listen, limits, resolver).await {
                         Ok(server) => {
                             let _ = ready_tx.send(Ok(server.local_addrs().to_vec()));
+                            let links = links
+                                .enabled
+                                .then(|| tokio::spawn(follow_links(follow, links)));
                             let _ = stop_rx.await;
+                            if let Some(task) = links {
+                                task.abort();
+                            }
                             server.shutdown().await;
                         }
                         Err(e) => {

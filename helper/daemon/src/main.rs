@@ -8,6 +8,7 @@ mod dns;
 mod docs;
 mod enforce;
 mod history;
+mod link_dns;
 mod lists;
 mod live;
 mod notify;

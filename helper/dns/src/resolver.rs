@@ -93,10 +93,11 @@ pub struct Resolution {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Route {
     Public,
-    Local(usize),
+    /// A local zone, and its resolvers (held: the zones may be replaced meanwhile).
+    Local(Name, Arc<UpstreamGroup>),
 }
 
 /// A question that needs an upstream, from [`Resolver::begin`].
@@ -115,7 +116,7 @@ impl Forward {
 
     /// Whether it goes to a local zone's resolver (not the public upstreams).
     pub fn is_local(&self) -> bool {
-        matches!(self.route, Route::Local(_))
+        matches!(self.route, Route::Local(..))
     }
 }
 
@@ -134,14 +135,81 @@ pub struct Resolver {
     policy: Arc<dyn QueryPolicy>,
     cache: Cache,
     public: UpstreamGroup,
-    local_zones: ZoneSet,
-    /// Same order as `local_zones.zones()`.
-    local: Vec<UpstreamGroup>,
-    rebinding: RebindingGuard,
+    /// The local zones (configured, and the links' own), their resolvers, and the rebinding
+    /// guard that knows them; replaced whole when the links' zones change.
+    split: std::sync::RwLock<Arc<Split>>,
+    /// The configured local zones, kept to rebuild `split` with the links' zones.
+    configured: Vec<crate::config::LocalZone>,
+    /// Names the user allows to resolve to private addresses through public resolvers.
+    rebinding_allow: Vec<Name>,
+    rebinding_enabled: bool,
+    attempt: Duration,
+    hook: Hook,
     canary: Name,
     canary_style: BlockStyle,
     block_ttl: u32,
     query_timeout: Duration,
+}
+
+/// The upstream socket hook, kept to build the links' resolvers.
+#[derive(Clone, Default)]
+struct Hook(Option<SocketHook>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hook(set)"
+        } else {
+            "Hook(none)"
+        })
+    }
+}
+
+/// Split horizon: which names go to which local resolvers.
+#[derive(Debug)]
+struct Split {
+    zones: ZoneSet,
+    /// Same order as `zones.zones()`.
+    groups: Vec<Arc<UpstreamGroup>>,
+    rebinding: RebindingGuard,
+}
+
+impl Split {
+    fn build(
+        zones_in: &[crate::config::LocalZone],
+        allow: &[Name],
+        rebinding_enabled: bool,
+        attempt: Duration,
+        hook: Option<&SocketHook>,
+    ) -> Result<Split, ConfigError> {
+        let mut zones = Vec::new();
+        for z in zones_in {
+            zones.push((parse_domain(&z.zone)?, &z.servers));
+        }
+        let set = ZoneSet::new(zones.iter().map(|(n, _)| n.clone()));
+        let mut groups = Vec::new();
+        for zone in set.zones() {
+            // Servers of a zone listed twice are joined, in the order given.
+            let servers: Vec<_> = zones
+                .iter()
+                .filter(|(n, _)| n == zone)
+                .flat_map(|(_, s)| s.iter().cloned())
+                .collect();
+            groups.push(Arc::new(UpstreamGroup::new(
+                &servers,
+                None,
+                attempt,
+                hook.cloned(),
+            )?));
+        }
+        let mut allowed: Vec<Name> = set.zones().to_vec();
+        allowed.extend(allow.iter().cloned());
+        Ok(Split {
+            zones: set,
+            groups,
+            rebinding: RebindingGuard::new(rebinding_enabled, ZoneSet::new(allowed)),
+        })
+    }
 }
 
 /// The pieces of an answer, whether from the cache or an upstream.
@@ -179,34 +247,27 @@ impl Resolver {
         let attempt = config.attempt_timeout();
         let public = UpstreamGroup::new(&config.upstreams, tls.as_ref(), attempt, hook.clone())?;
 
-        let mut zones = Vec::new();
-        for z in &config.local_zones {
-            zones.push((parse_domain(&z.zone)?, &z.servers));
-        }
-        let local_zones = ZoneSet::new(zones.iter().map(|(n, _)| n.clone()));
-        let mut local = Vec::new();
-        for zone in local_zones.zones() {
-            // Servers of a zone listed twice are joined, in configured order.
-            let servers: Vec<_> = zones
-                .iter()
-                .filter(|(n, _)| n == zone)
-                .flat_map(|(_, s)| s.iter().cloned())
-                .collect();
-            local.push(UpstreamGroup::new(&servers, None, attempt, hook.clone())?);
-        }
-
-        let mut allowed: Vec<Name> = local_zones.zones().to_vec();
+        let mut rebinding_allow = Vec::new();
         for name in &config.rebinding.allow {
-            allowed.push(parse_domain(name)?);
+            rebinding_allow.push(parse_domain(name)?);
         }
-        let rebinding = RebindingGuard::new(config.rebinding.enabled, ZoneSet::new(allowed));
+        let split = Split::build(
+            &config.local_zones,
+            &rebinding_allow,
+            config.rebinding.enabled,
+            attempt,
+            hook.as_ref(),
+        )?;
         Ok(Self {
             policy,
             cache: Cache::new(config.cache),
             public,
-            local_zones,
-            local,
-            rebinding,
+            split: std::sync::RwLock::new(Arc::new(split)),
+            configured: config.local_zones.clone(),
+            rebinding_allow,
+            rebinding_enabled: config.rebinding.enabled,
+            attempt,
+            hook: Hook(hook),
             canary: parse_domain(FIREFOX_CANARY)?,
             canary_style: config.canary_style,
             block_ttl: config.block_ttl,
@@ -224,14 +285,49 @@ impl Resolver {
         self.public.stats()
     }
 
+    fn split(&self) -> Arc<Split> {
+        Arc::clone(
+            &self
+                .split
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// Counters of each local zone's resolvers.
     pub fn local_stats(&self) -> Vec<(Name, Vec<EndpointStats>)> {
-        self.local_zones
+        let split = self.split();
+        split
+            .zones
             .zones()
             .iter()
             .cloned()
-            .zip(self.local.iter().map(UpstreamGroup::stats))
+            .zip(split.groups.iter().map(|g| g.stats()))
             .collect()
+    }
+
+    /// Adds the links' own zones (a VPN's or the LAN's search and routing domains, with the
+    /// link's resolvers) to the configured local zones, replacing the links' zones given
+    /// before. Queries already under way finish with the zones they started with. A bad zone
+    /// or server is refused whole: the zones in force stay.
+    pub fn set_link_zones(&self, links: &[crate::config::LocalZone]) -> Result<(), ConfigError> {
+        let mut all = self.configured.clone();
+        all.extend(links.iter().cloned());
+        let split = Split::build(
+            &all,
+            &self.rebinding_allow,
+            self.rebinding_enabled,
+            self.attempt,
+            self.hook.0.as_ref(),
+        )?;
+        *self
+            .split
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(split);
+        // Answers cached under the old routes (a public NXDOMAIN for a VPN's name, a VPN's
+        // answer after it went down) would outlive the change.
+        self.cache.clear();
+        Ok(())
     }
 
     /// Answers `request` from `source`, asking an upstream if needed.
@@ -247,10 +343,10 @@ impl Resolver {
 
     /// Sends a forward's question to its upstreams (local zone or public).
     pub async fn forward(&self, forward: &Forward) -> Result<Answered, UpstreamError> {
-        let group = match forward.route {
+        let group = match &forward.route {
             Route::Public => &self.public,
             // Never the public upstreams instead: a local name must not leave the link.
-            Route::Local(i) => self.local.get(i).ok_or(UpstreamError::NoLocalResolver)?,
+            Route::Local(_, group) => &**group,
         };
         group
             .query(&forward.query, Instant::now() + self.query_timeout)
@@ -306,8 +402,12 @@ impl Resolver {
             return Step::Done(self.blocked(request, qname, style, because));
         }
 
-        let route = match self.local_zones.find(qname) {
-            Some((i, _)) => Route::Local(i),
+        let split = self.split();
+        let route = match split.zones.find(qname) {
+            Some((i, zone)) => match split.groups.get(i) {
+                Some(group) => Route::Local(zone.clone(), Arc::clone(group)),
+                None => Route::Public,
+            },
             None => Route::Public,
         };
         let key = CacheKey::new(qname, query.query_type(), query.query_class());
@@ -407,9 +507,9 @@ impl Resolver {
             };
         };
         let qname = query.name();
-        if route == Route::Public {
+        if matches!(route, Route::Public) {
             let records = sections.answers.iter().chain(&sections.additionals);
-            if let Err(r) = self.rebinding.check_records(qname, records) {
+            if let Err(r) = self.split().rebinding.check_records(qname, records) {
                 debug!(name = %qname, why = %r.explain(), "rebinding refused");
                 return Resolution {
                     response: reply::error_reply(request, ResponseCode::Refused),
@@ -430,7 +530,7 @@ impl Resolver {
             }
         }
         let local_zone = match route {
-            Route::Local(i) => self.local_zones.zones().get(i).cloned(),
+            Route::Local(zone, _) => Some(zone),
             Route::Public => None,
         };
         Resolution {
