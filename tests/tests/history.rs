@@ -308,4 +308,15 @@ fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
         line["bytes_out"].as_u64().unwrap() as f64 >= sent as f64 * 0.99,
         "{line}"
     );
+    // And the app's bandwidth over time, by the minute.
+    let points = helper.ctl_json(["history", "bandwidth", "--app", app, "--since", "10m"]);
+    let out: u64 = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["bytes_out"].as_u64().unwrap())
+        .sum();
+    assert!(out as f64 >= sent as f64 * 0.99, "{points}");
+    let bad = helper.ctl(["history", "bandwidth", "--since", "30d", "--by", "minute"]);
+    assert!(!bad.success() && bad.stderr.contains("48 hours"), "{bad}");
 }

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use clap::{Args, Subcommand};
 use portcullis_protocol::{
-    Direction, HISTORY_PAGE_MAX, HistoryCursor, HistoryFilter, HistoryKind, HistoryRow,
-    HistoryTopBy, Request, Response, Verdict,
+    Direction, HISTORY_PAGE_MAX, HistoryBucket, HistoryCursor, HistoryFilter, HistoryKind,
+    HistoryRow, HistoryTopBy, Request, Response, Verdict,
 };
 
 use crate::output::clean;
@@ -36,6 +36,18 @@ pub enum HistoryCmd {
         /// Most lines (1-1000).
         #[arg(long, default_value_t = 10)]
         limit: u32,
+    },
+    /// Bytes per app over time: totals per minute or hour.
+    Bandwidth {
+        /// Only this app (executable path or key).
+        #[arg(long, value_name = "EXE")]
+        app: Option<String>,
+        /// How far back, e.g. 1h, 24h, 7d (default 1h).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        since: String,
+        /// minute or hour buckets (default: minutes up to 48 hours back, else hours).
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Every matching row, oldest last, as JSON lines (default) or CSV.
     Export {
@@ -232,6 +244,28 @@ pub fn plan(cmd: &HistoryCmd, now_ms: u64) -> Result<Request, Failure> {
             by_bytes: *bytes,
             limit: limit_ok(*limit)?,
         },
+        HistoryCmd::Bandwidth { app, since, by } => {
+            let secs = parse_duration(since)?;
+            if secs == 0 {
+                return Err(usage("--since must be more than 0".into()));
+            }
+            let bucket = match by.as_deref() {
+                None if secs <= 48 * 3600 => HistoryBucket::Minute,
+                None | Some("hour") => HistoryBucket::Hour,
+                Some("minute") => HistoryBucket::Minute,
+                Some(o) => {
+                    return Err(usage(format!(
+                        "invalid bucket `{o}`: expected minute or hour"
+                    )));
+                }
+            };
+            Request::HistoryBandwidth {
+                app: app.clone(),
+                since_ms: now_ms.saturating_sub(secs.saturating_mul(1000)),
+                until_ms: now_ms.saturating_add(1),
+                bucket,
+            }
+        }
         HistoryCmd::Export { filter, .. } => Request::HistoryQuery {
             filter: filter.to_filter(now_ms)?,
             after: None,
@@ -364,6 +398,21 @@ pub fn print(resp: &Response, json: bool) {
             }
         }
         Response::HistoryCleared { rows } => println!("Removed {rows} rows of history."),
+        Response::Bandwidth(points) => {
+            if points.is_empty() {
+                println!("No traffic recorded in that time.");
+            }
+            for p in points {
+                println!(
+                    "{}  {:>12} B out  {:>12} B in  {:>6} connections  {}",
+                    time(p.start_ms),
+                    p.bytes_out,
+                    p.bytes_in,
+                    p.connections,
+                    clean(&p.app)
+                );
+            }
+        }
         other => eprintln!("portcullisctl: unexpected answer from the helper: {other:?}"),
     }
 }

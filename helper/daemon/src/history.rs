@@ -238,6 +238,47 @@ impl History {
             .collect())
     }
 
+    /// Bytes, packets and connections per app per bucket in `[since_ms, until_ms)`.
+    pub fn bandwidth(
+        &self,
+        app: Option<&str>,
+        since_ms: u64,
+        until_ms: u64,
+        bucket: portcullis_protocol::HistoryBucket,
+    ) -> Result<Vec<portcullis_protocol::BandwidthPoint>, ErrorFrame> {
+        use portcullis_protocol::HistoryBucket as B;
+        let (width, longest, what) = match bucket {
+            B::Minute => (h::Bucket::Minute, 48 * 3_600_000, "48 hours by the minute"),
+            B::Hour => (h::Bucket::Hour, 90 * 86_400_000, "90 days by the hour"),
+        };
+        if since_ms >= until_ms || until_ms - since_ms > longest {
+            return Err(invalid(format!(
+                "invalid range: `since` must be before `until`, at most {what}"
+            )));
+        }
+        let points = self.read(|s| s.bandwidth(ms(since_ms), ms(until_ms), width, app))?;
+        if points.len() > portcullis_protocol::BANDWIDTH_POINTS_MAX {
+            return Err(invalid(format!(
+                "{} points: more than {}; ask for one app, hours, or a shorter range",
+                points.len(),
+                portcullis_protocol::BANDWIDTH_POINTS_MAX
+            )));
+        }
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(points
+            .into_iter()
+            .map(|p| portcullis_protocol::BandwidthPoint {
+                app: p.app,
+                start_ms: u(p.start_ms),
+                bytes_out: p.bytes_out,
+                bytes_in: p.bytes_in,
+                packets_out: p.packets_out,
+                packets_in: p.packets_in,
+                connections: p.connections,
+            })
+            .collect())
+    }
+
     /// Removes one app's history (`app` checked by the caller), or all of it.
     pub fn clear(&self, app: Option<String>) -> Result<u64, ErrorFrame> {
         let what = match app {

@@ -362,7 +362,10 @@ fn load_lists(dir: &std::path::Path) -> Arc<crate::lists::Lists> {
 fn is_history(request: &Request) -> bool {
     matches!(
         request,
-        Request::HistoryQuery { .. } | Request::HistoryTop { .. } | Request::HistoryClear { .. }
+        Request::HistoryQuery { .. }
+            | Request::HistoryTop { .. }
+            | Request::HistoryBandwidth { .. }
+            | Request::HistoryClear { .. }
     )
 }
 
@@ -382,6 +385,16 @@ fn history_request(h: &crate::history::History, request: Request) -> Reply {
         } => h
             .top(by, &filter, by_bytes, limit)
             .map(Response::HistoryTop),
+        Request::HistoryBandwidth {
+            app,
+            since_ms,
+            until_ms,
+            bucket,
+        } => app
+            .as_deref()
+            .map_or(Ok(()), crate::service::check_app_key)
+            .and_then(|()| h.bandwidth(app.as_deref(), since_ms, until_ms, bucket))
+            .map(Response::Bandwidth),
         Request::HistoryClear { app } => app
             .as_deref()
             .map_or(Ok(()), crate::service::check_app_key)

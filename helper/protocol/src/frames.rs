@@ -10,7 +10,10 @@ use crate::apps::{AppInfo, AppRef};
 use crate::connection::{ConnectionInfo, ConnectionQuery};
 use crate::dns::{DnsAnswer, DnsStatus};
 use crate::explain::Explanation;
-use crate::history::{HistoryCursor, HistoryFilter, HistoryPage, HistoryTopBy, HistoryTopEntry};
+use crate::history::{
+    BandwidthPoint, HistoryBucket, HistoryCursor, HistoryFilter, HistoryPage, HistoryTopBy,
+    HistoryTopEntry,
+};
 use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
@@ -214,6 +217,19 @@ pub enum Request {
         /// Most lines (1 to `HISTORY_PAGE_MAX`).
         limit: u32,
     },
+    /// Bytes, packets and connections per app per bucket in `[since_ms, until_ms)`, oldest
+    /// first; one app or all. Answer: `Bandwidth`.
+    HistoryBandwidth {
+        /// The app, or `None` for every app.
+        #[serde(default)]
+        app: Option<AppRef>,
+        /// Start of the range, ms since the epoch.
+        since_ms: u64,
+        /// End of the range, ms since the epoch.
+        until_ms: u64,
+        /// Bucket width.
+        bucket: HistoryBucket,
+    },
     /// Removes one app's history, or all of it. Answer: `HistoryCleared`.
     HistoryClear {
         /// The app, or `None` for everything.
@@ -250,6 +266,7 @@ impl Request {
             | Request::Resume
             | Request::HistoryQuery { .. }
             | Request::HistoryTop { .. }
+            | Request::HistoryBandwidth { .. }
             | Request::HistoryClear { .. } => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
                 false
@@ -305,6 +322,8 @@ pub enum Response {
     History(HistoryPage),
     /// For `HistoryTop`.
     HistoryTop(Vec<HistoryTopEntry>),
+    /// For `HistoryBandwidth`.
+    Bandwidth(Vec<BandwidthPoint>),
     /// For `HistoryClear`: how many rows were removed.
     HistoryCleared {
         /// Rows removed.

@@ -176,3 +176,37 @@ pub struct HistoryTopEntry {
 
 /// The most rows one history page may ask for.
 pub const HISTORY_PAGE_MAX: u32 = 1000;
+
+/// The width of a bandwidth bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryBucket {
+    /// One minute (ranges up to 48 hours).
+    Minute,
+    /// One hour (ranges up to 90 days).
+    Hour,
+}
+
+/// One app's traffic in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct BandwidthPoint {
+    /// The app key.
+    pub app: String,
+    /// The bucket's start, in ms since the epoch.
+    pub start_ms: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Connections counted.
+    pub connections: u64,
+}
+
+/// The most bandwidth points one answer carries.
+pub const BANDWIDTH_POINTS_MAX: usize = 20_000;

@@ -23,8 +23,8 @@ pub use frames::{
     ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,
 };
 pub use history::{
-    HISTORY_PAGE_MAX, HistoryCursor, HistoryFilter, HistoryKind, HistoryPage, HistoryRow,
-    HistoryTopBy, HistoryTopEntry,
+    BANDWIDTH_POINTS_MAX, BandwidthPoint, HISTORY_PAGE_MAX, HistoryBucket, HistoryCursor,
+    HistoryFilter, HistoryKind, HistoryPage, HistoryRow, HistoryTopBy, HistoryTopEntry,
 };
 pub use prompts::{
     Answered, PromptAnswer, PromptDuration, PromptInfo, PromptOutcome, PromptTarget,

@@ -524,6 +524,33 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_history_bandwidth",
+            v(&ClientFrame::Request {
+                id: 25,
+                request: Request::HistoryBandwidth {
+                    app: Some("/usr/bin/curl".into()),
+                    since_ms: 1_780_000_000_000,
+                    until_ms: 1_780_003_600_000,
+                    bucket: HistoryBucket::Minute,
+                },
+            }),
+        ),
+        (
+            "resp_bandwidth",
+            v(&ServerFrame::Response {
+                id: 25,
+                reply: Reply::Ok(Response::Bandwidth(vec![BandwidthPoint {
+                    app: "/usr/bin/curl".into(),
+                    start_ms: 1_780_000_060_000,
+                    bytes_out: 1_200,
+                    bytes_in: 54_000,
+                    packets_out: 20,
+                    packets_in: 45,
+                    connections: 3,
+                }])),
+            }),
+        ),
+        (
             "resp_history_cleared",
             v(&ServerFrame::Response {
                 id: 24,

@@ -444,6 +444,7 @@ impl Service {
             // With history kept, the connection layer answers these itself.
             Request::HistoryQuery { .. }
             | Request::HistoryTop { .. }
+            | Request::HistoryBandwidth { .. }
             | Request::HistoryClear { .. } => Err(ErrorFrame::new(
                 ErrorCode::NotFound,
                 "the network history is off (see [history] in the configuration, and the helper's log)",
