@@ -1,7 +1,7 @@
 // A transport for tests: answers requests from a handler, records them, and lets the test
 // push events and link changes.
 
-import type { ConnectionInfo, Event, HistoryFilter, HistoryRow, HistoryTopEntry, PromptInfo, Request, Response } from "../src/lib/protocol";
+import type { BandwidthPoint, ConnectionInfo, Event, HistoryFilter, HistoryRow, HistoryTopEntry, PromptInfo, Request, Response } from "../src/lib/protocol";
 import { HelperError, type LinkState, type Transport } from "../src/lib/transport/transport";
 
 export class FakeTransport implements Transport {
@@ -76,6 +76,8 @@ export function defaultAnswer(r: Request): Response {
       return { kind: "history", data: { rows: [], next: null } };
     case "history_top":
       return { kind: "history_top", data: [] };
+    case "history_bandwidth":
+      return { kind: "bandwidth", data: [] };
     default:
       throw new Error(`unexpected request ${r.method}`);
   }
@@ -221,6 +223,23 @@ export class FakeHistory {
         }
         const score = (e: HistoryTopEntry) => (by_bytes ? e.bytes_in + e.bytes_out : e.rows);
         return { kind: "history_top", data: [...m.values()].sort((a, b) => score(b) - score(a)).slice(0, limit) };
+      }
+      case "history_bandwidth": {
+        const { app, since_ms, until_ms, bucket } = r.params;
+        const step = bucket === "minute" ? 60_000 : 3_600_000;
+        const m = new Map<string, BandwidthPoint>();
+        for (const row of this.rows) {
+          const t = row.end_ms ?? row.unix_ms;
+          if ((app !== null && row.app !== app) || t < since_ms || t >= until_ms) continue;
+          const start = Math.floor(t / step) * step;
+          const k = `${row.app} ${start}`;
+          const p = m.get(k) ?? { app: row.app, start_ms: start, bytes_out: 0, bytes_in: 0, packets_out: 0, packets_in: 0, connections: 0 };
+          p.bytes_out += row.bytes_out;
+          p.bytes_in += row.bytes_in;
+          p.connections += row.kind === "connection" ? 1 : 0;
+          m.set(k, p);
+        }
+        return { kind: "bandwidth", data: [...m.values()].sort((a, b) => a.start_ms - b.start_ms) };
       }
       case "history_clear": {
         const before = this.rows.length;

@@ -3,6 +3,7 @@ import { flushSync, mount, unmount } from "svelte";
 import History from "../src/views/History.svelte";
 import Overview from "../src/views/Overview.svelte";
 import AppPanel from "../src/views/AppPanel.svelte";
+import BandwidthChart from "../src/components/BandwidthChart.svelte";
 import VirtualList from "../src/components/VirtualList.svelte";
 import { Store } from "../src/lib/store.svelte";
 import { Router } from "../src/lib/router.svelte";
@@ -305,6 +306,32 @@ describe("Overview and App panel", () => {
     expect(list.querySelectorAll("li")).toHaveLength(50);
     const link = [...el.querySelectorAll("a")].find((a) => a.textContent?.includes("Open in History"))!;
     expect(link.getAttribute("href")).toBe("#/history/%2Fusr%2Fbin%2Fwget");
+    store.stop();
+  });
+
+  it("charts an app's bytes per minute and switches ranges", async () => {
+    const now = Date.now();
+    const rows = [
+      histRow(1, { app: "/usr/bin/wget", unix_ms: now - 120_000, bytes_in: 1500, bytes_out: 200 }),
+      histRow(2, { app: "/usr/bin/wget", unix_ms: now - 60_000, bytes_in: 500, bytes_out: 0 }),
+      histRow(3, { app: "/usr/bin/curl", unix_ms: now - 60_000, bytes_in: 9999, bytes_out: 9999 }),
+    ];
+    const { t, store } = await withHistory(rows);
+    const el = show(BandwidthChart, { store, app: "/usr/bin/wget" });
+    await sleep(10);
+    await settle();
+    flushSync();
+    expect(el.textContent).toContain(`Received ${bytes(2000)} · sent ${bytes(200)} in the last 1 hour`);
+    expect(el.querySelectorAll("rect.in")).toHaveLength(2);
+    const asked = t.requests.filter((r: Request) => r.method === "history_bandwidth");
+    expect(asked.at(-1)!.params).toMatchObject({ app: "/usr/bin/wget", bucket: "minute" });
+    const day = [...el.querySelectorAll("button")].find((b) => b.textContent === "24 hours")!;
+    day.click();
+    await sleep(10);
+    await settle();
+    flushSync();
+    expect(t.requests.filter((r: Request) => r.method === "history_bandwidth").at(-1)!.params).toMatchObject({ bucket: "hour" });
+    expect(el.textContent).toContain("in the last 24 hours");
     store.stop();
   });
 });

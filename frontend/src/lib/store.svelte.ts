@@ -9,6 +9,7 @@ import type {
   Event,
   HistoryCursor,
   HistoryFilter,
+  HistoryBucket,
   HistoryTopBy,
   PromptAnswer,
   PromptInfo,
@@ -205,6 +206,15 @@ export class Store {
 
   historyTop(by: HistoryTopBy, filter: HistoryFilter, limit: number, byBytes = false) {
     return call(this.transport, { method: "history_top", params: { by, filter, by_bytes: byBytes, limit } }, "history_top");
+  }
+
+  /** Bytes per bucket for one app (or all), oldest first. */
+  historyBandwidth(app: string | null, sinceMs: number, untilMs: number, bucket: HistoryBucket) {
+    return call(
+      this.transport,
+      { method: "history_bandwidth", params: { app, since_ms: sinceMs, until_ms: untilMs, bucket } },
+      "bandwidth",
+    );
   }
 
   /** Forgets one app's history, or all of it (`null`); resolves with the rows removed. */
