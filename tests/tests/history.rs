@@ -320,3 +320,37 @@ fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
     let bad = helper.ctl(["history", "bandwidth", "--since", "30d", "--by", "minute"]);
     assert!(!bad.success() && bad.stderr.contains("48 hours"), "{bad}");
 }
+
+#[test]
+fn live_rates_show_an_apps_traffic_while_it_flows() {
+    require_root!();
+    let lab = Lab::new("rates");
+    let server = lab.server().ipv4().to_string();
+    let _iperf = lab
+        .server()
+        .spawn(lab.server().cmd("iperf3", ["-s", "-1", "-p", "5201"]));
+    lab.server().wait_for_port(5201, portcullis_lab::Proto::Tcp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    // Three seconds at a modest, steady rate.
+    let client = lab.client().spawn(lab.client().cmd(
+        "iperf3",
+        ["-c", &server, "-p", "5201", "-t", "4", "-b", "40M"],
+    ));
+    let exe = std::fs::canonicalize("/usr/bin/iperf3").unwrap();
+    let app = exe.to_str().unwrap();
+    let mut best = 0;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let rates = helper.ctl_json(["bandwidth"]);
+        if let Some(r) = rates.as_array().unwrap().iter().find(|r| r["app"] == app) {
+            best = best.max(r["bytes_out_per_sec"].as_u64().unwrap());
+        }
+        if best > 0 {
+            break;
+        }
+    }
+    // 40 Mbit/s is 5 MB/s; one sample may straddle the start.
+    assert!(best >= 1_000_000, "best rate seen: {best} B/s");
+    assert!(best <= 20_000_000, "more than iperf3 sends: {best} B/s");
+    let _ = client.wait_timeout(std::time::Duration::from_secs(10));
+}

@@ -270,6 +270,42 @@ pub struct TrafficEvent {
     pub packets_in: u64,
 }
 
+/// What one open TCP connection has carried so far (sampled from the kernel's `tcp_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSample {
+    /// This machine's end.
+    pub local: SocketAddr,
+    /// The other end.
+    pub remote: SocketAddr,
+    /// Bytes sent and acknowledged.
+    pub bytes_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Segments sent.
+    pub packets_out: u64,
+    /// Segments received.
+    pub packets_in: u64,
+}
+
+/// Samples the byte counters of every open TCP connection of the calling thread's network
+/// namespace (one sock_diag dump per family; no eBPF needed), for live rates.
+#[derive(Debug)]
+pub struct TcpSampler {
+    inner: imp::TcpSampler,
+}
+
+impl TcpSampler {
+    /// Opens a sock_diag socket in the calling thread's network namespace.
+    pub fn new() -> std::io::Result<TcpSampler> {
+        imp::TcpSampler::new().map(|inner| TcpSampler { inner })
+    }
+
+    /// At most `max` connections' counters, now.
+    pub fn sample(&mut self, max: usize) -> std::io::Result<Vec<TcpSample>> {
+        self.inner.sample(max)
+    }
+}
+
 /// Reads the kernel's reports of what connections carried (needs eBPF).
 #[derive(Debug)]
 pub struct TrafficEvents {

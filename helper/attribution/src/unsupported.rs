@@ -84,6 +84,23 @@ impl TrafficEvents {
     }
 }
 
+/// Has no values.
+#[derive(Debug)]
+pub(crate) enum TcpSampler {}
+
+impl TcpSampler {
+    pub(crate) fn new() -> std::io::Result<TcpSampler> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "TCP sampling is not built for this platform yet",
+        ))
+    }
+
+    pub(crate) fn sample(&mut self, _max: usize) -> std::io::Result<Vec<crate::TcpSample>> {
+        match *self {}
+    }
+}
+
 /// No cgroup2 here.
 pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     None

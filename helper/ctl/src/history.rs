@@ -320,6 +320,23 @@ fn endpoint(ip: IpAddr, port: Option<u16>) -> String {
     }
 }
 
+/// `1.2 kB`, `34 MB` (powers of 1000).
+fn human(n: u64) -> String {
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in ["kB", "MB", "GB", "TB"] {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
 fn kind_word(k: HistoryKind) -> &'static str {
     match k {
         HistoryKind::Connection => "connection",
@@ -398,6 +415,19 @@ pub fn print(resp: &Response, json: bool) {
             }
         }
         Response::HistoryCleared { rows } => println!("Removed {rows} rows of history."),
+        Response::Rates(rates) => {
+            if rates.is_empty() {
+                println!("No app moved data over TCP in the last second.");
+            }
+            for r in rates {
+                println!(
+                    "{:>12}/s out  {:>12}/s in  {}",
+                    human(r.bytes_out_per_sec),
+                    human(r.bytes_in_per_sec),
+                    clean(&r.app)
+                );
+            }
+        }
         Response::Bandwidth(points) => {
             if points.is_empty() {
                 println!("No traffic recorded in that time.");

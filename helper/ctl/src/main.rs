@@ -81,6 +81,12 @@ enum Command {
     /// The network history: past connections and DNS queries, top lists, export, clear.
     #[command(subcommand)]
     History(history::HistoryCmd),
+    /// Each app's traffic in the last second (open TCP connections), busiest first.
+    Bandwidth {
+        /// Keep printing every second, until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Write the man pages and shell completions to DIR (for packagers).
     #[command(hide = true)]
     GenerateDocs {
@@ -477,6 +483,7 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
         }
         Command::Connections { .. } => (Request::ListConnections, Show::Connections),
         Command::History(cmd) => (history::plan(cmd, now_ms())?, Show::Dns),
+        Command::Bandwidth { .. } => (Request::LiveRates, Show::Dns),
         Command::Dns(DnsCmd::Status) => (Request::DnsStatus, Show::Dns),
         Command::Dns(DnsCmd::Flush) => (Request::DnsFlush, Show::Dns),
         Command::Dns(DnsCmd::Query { name, app }) => (
@@ -542,6 +549,20 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     if let Command::Settings(SettingsCmd::Keys) = &cli.command {
         output::keys(cli.json);
         return Ok(());
+    }
+    if let Command::Bandwidth { follow } = &cli.command {
+        let mut client = connect(cli).await?;
+        loop {
+            let resp = call(&mut client, Request::LiveRates).await?;
+            history::print(&resp, cli.json);
+            if !follow {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if !cli.json {
+                println!();
+            }
+        }
     }
     if let Command::History(cmd) = &cli.command {
         let request = history::plan(cmd, now_ms())?;

@@ -72,6 +72,8 @@ pub struct Shared {
     pub geo: Arc<portcullis_intel::geo::GeoDb>,
     /// The filter lists.
     pub lists: Arc<crate::lists::Lists>,
+    /// Live bandwidth per app (filled by the rates thread).
+    pub rates: Arc<crate::rates::Rates>,
 }
 
 /// The running enforcement: rules installed, verdict thread answering.
@@ -89,6 +91,8 @@ pub struct Enforcer {
     fast_stop: Arc<AtomicBool>,
     /// The thread that records what ended connections carried (stops with `fast_stop`).
     traffic_thread: Option<JoinHandle<()>>,
+    /// The thread that samples live rates (stops with `fast_stop`).
+    rates_thread: Option<JoinHandle<()>>,
     /// The allowed connections a policy change decides again.
     flows: Arc<LiveFlows>,
 }
@@ -145,8 +149,21 @@ impl Enforcer {
             fast_thread: None,
             fast_stop: Arc::new(AtomicBool::new(false)),
             traffic_thread: None,
+            rates_thread: None,
             flows,
         };
+        {
+            let rates = Arc::clone(&enforcer.shared.rates);
+            let flows = Arc::clone(&enforcer.flows);
+            let stop = Arc::clone(&enforcer.fast_stop);
+            match std::thread::Builder::new()
+                .name("rates".into())
+                .spawn(move || crate::rates::run(&rates, &flows, &stop))
+            {
+                Ok(t) => enforcer.rates_thread = Some(t),
+                Err(e) => tracing::warn!(error = %e, "live bandwidth is off"),
+            }
+        }
         if let Some(events) = traffic {
             let history = enforcer.shared.log.history();
             let flows = Arc::clone(&enforcer.flows);
@@ -329,6 +346,11 @@ impl Enforcer {
             && thread.join().is_err()
         {
             tracing::error!("the traffic thread panicked");
+        }
+        if let Some(thread) = self.rates_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the rates thread panicked");
         }
         if let Some(mut rules) = self.rules.take() {
             match rules.remove() {

@@ -13,6 +13,7 @@ mod lists;
 mod live;
 mod notify;
 mod paths;
+mod rates;
 mod recover;
 mod serve;
 mod service;

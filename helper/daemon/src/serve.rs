@@ -129,6 +129,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             })
     };
 
+    let rates = Arc::new(crate::rates::Rates::default());
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let domains = Arc::new(crate::live::DomainMap::default());
     // The resolver first, so that queries redirected to it find it listening. A failure to
@@ -202,6 +203,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
             dns: dns.is_some(),
             geo,
             lists,
+            rates: rates.clone(),
         };
         let started = tokio::task::spawn_blocking(move || {
             Enforcer::start(config, ebpf_cgroup, fast_path, shared, replies)
@@ -258,6 +260,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
                             events.clone(),
                             dns_control.clone(),
                             history.clone(),
+                            rates.clone(),
                         ));
                     }
                     None => {
@@ -613,6 +616,7 @@ async fn serve_client(
     events: broadcast::Sender<Event>,
     dns: Option<Arc<crate::dns::DnsControl>>,
     history: Option<Arc<crate::history::History>>,
+    rates: Arc<crate::rates::Rates>,
 ) {
     let clients = slot.clients.clone();
     let peer = conn.peer;
@@ -694,6 +698,8 @@ async fn serve_client(
             Reply::Ok(Response::Subscribed)
         } else if let (Some(ctl), true) = (&dns, is_dns(&request)) {
             dns_request(ctl, request).await
+        } else if request == Request::LiveRates {
+            Reply::Ok(Response::Rates(rates.current()))
         } else if let (Some(h), true) = (&history, is_history(&request)) {
             let h = h.clone();
             match tokio::task::spawn_blocking(move || history_request(&h, request)).await {

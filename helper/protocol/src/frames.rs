@@ -11,8 +11,8 @@ use crate::connection::{ConnectionInfo, ConnectionQuery};
 use crate::dns::{DnsAnswer, DnsStatus};
 use crate::explain::Explanation;
 use crate::history::{
-    BandwidthPoint, HistoryBucket, HistoryCursor, HistoryFilter, HistoryPage, HistoryTopBy,
-    HistoryTopEntry,
+    AppRate, BandwidthPoint, HistoryBucket, HistoryCursor, HistoryFilter, HistoryPage,
+    HistoryTopBy, HistoryTopEntry,
 };
 use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
@@ -230,6 +230,9 @@ pub enum Request {
         /// Bucket width.
         bucket: HistoryBucket,
     },
+    /// Each app's traffic in the last second (open TCP connections), busiest first. Answer:
+    /// `Rates`.
+    LiveRates,
     /// Removes one app's history, or all of it. Answer: `HistoryCleared`.
     HistoryClear {
         /// The app, or `None` for everything.
@@ -267,6 +270,7 @@ impl Request {
             | Request::HistoryQuery { .. }
             | Request::HistoryTop { .. }
             | Request::HistoryBandwidth { .. }
+            | Request::LiveRates
             | Request::HistoryClear { .. } => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
                 false
@@ -324,6 +328,8 @@ pub enum Response {
     HistoryTop(Vec<HistoryTopEntry>),
     /// For `HistoryBandwidth`.
     Bandwidth(Vec<BandwidthPoint>),
+    /// For `LiveRates`.
+    Rates(Vec<AppRate>),
     /// For `HistoryClear`: how many rows were removed.
     HistoryCleared {
         /// Rows removed.

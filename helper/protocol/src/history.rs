@@ -210,3 +210,15 @@ pub struct BandwidthPoint {
 
 /// The most bandwidth points one answer carries.
 pub const BANDWIDTH_POINTS_MAX: usize = 20_000;
+
+/// An app's traffic in the last second (TCP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AppRate {
+    /// The app key.
+    pub app: String,
+    /// Bytes sent per second.
+    pub bytes_out_per_sec: u64,
+    /// Bytes received per second.
+    pub bytes_in_per_sec: u64,
+}

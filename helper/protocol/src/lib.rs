@@ -23,7 +23,7 @@ pub use frames::{
     ClientFrame, ErrorCode, ErrorFrame, Event, Reply, Request, Response, ServerFrame,
 };
 pub use history::{
-    BANDWIDTH_POINTS_MAX, BandwidthPoint, HISTORY_PAGE_MAX, HistoryBucket, HistoryCursor,
+    AppRate, BANDWIDTH_POINTS_MAX, BandwidthPoint, HISTORY_PAGE_MAX, HistoryBucket, HistoryCursor,
     HistoryFilter, HistoryKind, HistoryPage, HistoryRow, HistoryTopBy, HistoryTopEntry,
 };
 pub use prompts::{

@@ -551,6 +551,24 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_live_rates",
+            v(&ClientFrame::Request {
+                id: 26,
+                request: Request::LiveRates,
+            }),
+        ),
+        (
+            "resp_rates",
+            v(&ServerFrame::Response {
+                id: 26,
+                reply: Reply::Ok(Response::Rates(vec![AppRate {
+                    app: "/usr/bin/curl".into(),
+                    bytes_out_per_sec: 1_200,
+                    bytes_in_per_sec: 5_400_000,
+                }])),
+            }),
+        ),
+        (
             "resp_history_cleared",
             v(&ServerFrame::Response {
                 id: 24,

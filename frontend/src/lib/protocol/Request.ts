@@ -137,7 +137,7 @@ until_ms: number,
 /**
  * Bucket width.
  */
-bucket: HistoryBucket, } } | { "method": "history_clear", "params": { 
+bucket: HistoryBucket, } } | { "method": "live_rates" } | { "method": "history_clear", "params": { 
 /**
  * The app, or `None` for everything.
  */

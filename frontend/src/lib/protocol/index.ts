@@ -3,6 +3,7 @@ export type { Action } from "./Action";
 export type { Answered } from "./Answered";
 export type { AppInfo } from "./AppInfo";
 export type { AppKind } from "./AppKind";
+export type { AppRate } from "./AppRate";
 export type { BandwidthPoint } from "./BandwidthPoint";
 export type { ClientFrame } from "./ClientFrame";
 export type { ConnectionInfo } from "./ConnectionInfo";

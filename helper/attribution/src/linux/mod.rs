@@ -46,7 +46,7 @@ use inodes::{IndexConfig, InodeIndex, Owner};
 use processes::ProcessCache;
 use procfs::ProcFs;
 use sock_diag::{DiagProtocol, DiagSocket, SockDiag};
-pub(crate) use traffic::TrafficEvents;
+pub(crate) use traffic::{TcpSampler, TrafficEvents};
 
 /// See the [module docs](self).
 #[derive(Debug)]

@@ -25,6 +25,17 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 /// `NLM_F_REQUEST`.
 const NLM_F_REQUEST: u16 = 1;
+/// `NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`).
+const NLM_F_DUMP: u16 = 0x300;
+/// `INET_DIAG_INFO`: the `struct tcp_info` attribute.
+const INET_DIAG_INFO: u16 = 2;
+/// Offsets in `struct tcp_info` (`linux/tcp.h`, stable ABI: fields are only appended).
+const TCPI_BYTES_ACKED: usize = 120;
+const TCPI_BYTES_RECEIVED: usize = 128;
+const TCPI_SEGS_OUT: usize = 136;
+const TCPI_SEGS_IN: usize = 140;
+/// `TCP_LISTEN`: listeners carry no traffic of their own.
+const TCP_LISTEN: u32 = 10;
 /// `INET_DIAG_NOCOOKIE`: do not check the socket cookie.
 const NOCOOKIE: u32 = u32::MAX;
 
@@ -46,6 +57,8 @@ const NLMSGERR_MIN_LEN: usize = 4;
 /// Receive buffer: an exact lookup's reply is one message of under 200 bytes (with the
 /// optional attributes the kernel may add); a whole page leaves room for strays.
 const RECV_BUF_LEN: usize = 8192;
+/// Receive buffer of dumps: the kernel fills datagrams up to a page or more.
+const DUMP_BUF_LEN: usize = 64 * 1024;
 /// Stale replies (from a request that timed out earlier) skipped before giving up.
 const MAX_STALE_MESSAGES: usize = 16;
 
@@ -194,6 +207,102 @@ pub(crate) fn encode_request(
     w.u32_ne(NOCOOKIE);
     w.u32_ne(NOCOOKIE);
     buf
+}
+
+/// Builds the request for every TCP socket of `family` but listeners, with `tcp_info`.
+pub(crate) fn encode_tcp_dump(seq: u32, family: i32) -> [u8; REQUEST_LEN] {
+    let mut buf = [0_u8; REQUEST_LEN];
+    let mut w = Writer::new(&mut buf);
+    w.u32_ne(REQUEST_LEN as u32);
+    w.u16_ne(SOCK_DIAG_BY_FAMILY);
+    w.u16_ne(NLM_F_REQUEST | NLM_F_DUMP);
+    w.u32_ne(seq);
+    w.u32_ne(0);
+    w.u8(u8::try_from(family).unwrap_or(0));
+    w.u8(DiagProtocol::Tcp.number());
+    w.u8(1 << (INET_DIAG_INFO - 1)); // idiag_ext: tcp_info
+    w.u8(0);
+    w.u32_ne(!(1 << TCP_LISTEN)); // every state but LISTEN
+    w.bytes(&[0; SOCKID_LEN]);
+    buf
+}
+
+/// What a TCP socket has carried so far, from its `tcp_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TcpCounters {
+    pub(crate) bytes_acked: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) segs_out: u32,
+    pub(crate) segs_in: u32,
+}
+
+/// The `tcp_info` counters among the attributes after an `inet_diag_msg`; `None` when the
+/// kernel sent none (or too short a one).
+pub(crate) fn parse_tcp_counters(payload: &[u8]) -> Option<TcpCounters> {
+    let mut at = DIAG_MSG_LEN;
+    while let (Some(len), Some(kind)) = (u16_ne(payload, at), u16_ne(payload, at + 2)) {
+        let len = usize::from(len);
+        if len < 4 {
+            return None;
+        }
+        let value = payload.get(at + 4..at + len)?;
+        if kind == INET_DIAG_INFO {
+            let u64_at = |o| array::<8>(value, o).map(u64::from_ne_bytes);
+            return Some(TcpCounters {
+                bytes_acked: u64_at(TCPI_BYTES_ACKED)?,
+                bytes_received: u64_at(TCPI_BYTES_RECEIVED)?,
+                segs_out: u32_ne(value, TCPI_SEGS_OUT)?,
+                segs_in: u32_ne(value, TCPI_SEGS_IN)?,
+            });
+        }
+        at = at.checked_add(len.next_multiple_of(4))?;
+    }
+    None
+}
+
+/// Every socket message of dump `seq` in one datagram, given to `each`; `Ok(true)` once the
+/// dump's end is in it.
+pub(crate) fn parse_dump(
+    datagram: &[u8],
+    seq: u32,
+    each: &mut dyn FnMut(DiagSocket, Option<TcpCounters>),
+) -> Result<bool, DiagError> {
+    let mut offset = 0_usize;
+    while offset < datagram.len() {
+        let rest = datagram.get(offset..).unwrap_or_default();
+        let available = rest.len();
+        let (Some(len), Some(msg_type), Some(msg_seq)) =
+            (u32_ne(rest, 0), u16_ne(rest, 4), u32_ne(rest, 8))
+        else {
+            return Err(ParseError::BadLength { len: 0, available }.into());
+        };
+        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+        if len_usize < NLMSG_HDR_LEN || len_usize > available {
+            return Err(ParseError::BadLength { len, available }.into());
+        }
+        let payload = rest.get(NLMSG_HDR_LEN..len_usize).unwrap_or_default();
+        offset = offset.saturating_add(len_usize.next_multiple_of(4));
+        if msg_seq != seq {
+            continue;
+        }
+        match msg_type {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let errno = array::<4>(payload, 0).map_or(0, i32::from_ne_bytes);
+                if errno != 0 {
+                    return Err(DiagError::Kernel(errno.saturating_neg()));
+                }
+            }
+            SOCK_DIAG_BY_FAMILY => {
+                // A socket that does not parse is skipped, not the dump.
+                if let Ok(s) = parse_diag_msg(payload) {
+                    each(s, parse_tcp_counters(payload));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
 }
 
 /// An address as the 16 bytes of `__be32[4]` (IPv4 in the first four).
@@ -404,6 +513,39 @@ impl SockDiag {
             seq: 0,
             buf: vec![0; RECV_BUF_LEN],
         })
+    }
+
+    /// Every TCP socket of this namespace but listeners, with what each carried so far; at
+    /// most `max` sockets are given to `each`.
+    pub(crate) fn dump_tcp(
+        &mut self,
+        max: usize,
+        each: &mut dyn FnMut(DiagSocket, Option<TcpCounters>),
+    ) -> Result<(), DiagError> {
+        if self.buf.len() < DUMP_BUF_LEN {
+            self.buf.resize(DUMP_BUF_LEN, 0);
+        }
+        let mut seen = 0_usize;
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            self.send(&encode_tcp_dump(seq, family))?;
+            loop {
+                let Some(datagram) = self.recv()? else {
+                    continue;
+                };
+                let mut take = |s: DiagSocket, c: Option<TcpCounters>| {
+                    if seen < max {
+                        seen += 1;
+                        each(s, c);
+                    }
+                };
+                if parse_dump(datagram, seq, &mut take)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The socket whose own end is `local` and whose peer is `remote` (the same family), or

@@ -441,6 +441,8 @@ impl Service {
                 self.end_pause();
                 Ok(Response::Status(self.status(clients)))
             }
+            // The connection layer answers this itself.
+            Request::LiveRates => Ok(Response::Rates(Vec::new())),
             // With history kept, the connection layer answers these itself.
             Request::HistoryQuery { .. }
             | Request::HistoryTop { .. }
