@@ -17,6 +17,7 @@ mod serve;
 mod service;
 mod state_lock;
 mod store;
+mod updates;
 mod verdict;
 
 use std::path::PathBuf;
@@ -97,6 +98,8 @@ pub struct Resolved {
     pub history: history::HistorySection,
     /// Shipped intelligence data.
     pub intel: config::IntelSection,
+    /// Signed data updates.
+    pub updates: updates::UpdatesSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -140,6 +143,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
                 .as_deref()
                 .map_or(config.intel.data_dir, paths::absolute),
         },
+        updates: config.updates,
     })
 }
 

@@ -15,6 +15,7 @@ use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
 use crate::status::Status;
+use crate::updates::UpdateStatus;
 
 /// A frame from a client to the helper.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +221,11 @@ pub enum Request {
         #[serde(default)]
         app: Option<AppRef>,
     },
+    /// The signed-updates state. Answer: `Updates`.
+    UpdateStatus,
+    /// Checks for a newer signed data bundle now, and installs it if it passes every check.
+    /// Answer: `Updates`, whose `last` is this check's outcome.
+    UpdateCheck,
 }
 
 fn forever() -> RuleLifetime {
@@ -250,7 +256,9 @@ impl Request {
             | Request::Resume
             | Request::HistoryQuery { .. }
             | Request::HistoryTop { .. }
-            | Request::HistoryClear { .. } => true,
+            | Request::HistoryClear { .. }
+            | Request::UpdateStatus
+            | Request::UpdateCheck => true,
             Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
                 false
             }
@@ -310,6 +318,8 @@ pub enum Response {
         /// Rows removed.
         rows: u64,
     },
+    /// For `UpdateStatus` and `UpdateCheck`.
+    Updates(Box<UpdateStatus>),
 }
 
 /// Something that happened in the helper, sent to subscribers.

@@ -124,4 +124,4 @@ limit: number, } } | { "method": "history_clear", "params": {
 /**
  * The app, or `None` for everything.
  */
-app: string | null, } };
+app: string | null, } } | { "method": "update_status" } | { "method": "update_check" };
