@@ -7,7 +7,6 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::panic,
     reason = "test code: a failure stops the test with its message"
 )]
 
