@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use portcullis_ipc::{Client, ClientConfig, IpcError};
 use portcullis_protocol::{
     ConnectionQuery, Direction, Event, PromptAnswer, PromptDuration, PromptTarget, Protocol,
-    Request, Response, RuleLifetime, RuleOwner, SettingKey, SettingValue,
+    Request, Response, RuleLifetime, RuleOwner, SettingKey, SettingValue, UpdateOutcome,
 };
 
 /// Default socket of the helper.
@@ -87,12 +87,24 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Signed data updates (filter lists, geo-IP): their state, or a check now.
+    #[command(subcommand)]
+    Updates(UpdatesCmd),
     /// Write the man pages and shell completions to DIR (for packagers).
     #[command(hide = true)]
     GenerateDocs {
         /// Where to write them (`man/`, `completions/`).
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UpdatesCmd {
+    /// Where updates come from, the version in force, and how the last check ended.
+    Status,
+    /// Check for a newer signed bundle now and install it if it passes every check (exit 1
+    /// when the bundle is refused or the check fails; the data in force is then kept).
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,6 +396,7 @@ enum Show {
     PromptsWatch,
     Answered,
     Dns,
+    Updates,
 }
 
 /// Turns the command line into the request to send, checking everything that can be checked
@@ -484,6 +497,8 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
         Command::Connections { .. } => (Request::ListConnections, Show::Connections),
         Command::History(cmd) => (history::plan(cmd, now_ms())?, Show::Dns),
         Command::Bandwidth { .. } => (Request::LiveRates, Show::Dns),
+        Command::Updates(UpdatesCmd::Status) => (Request::UpdateStatus, Show::Updates),
+        Command::Updates(UpdatesCmd::Check) => (Request::UpdateCheck, Show::Updates),
         Command::Dns(DnsCmd::Status) => (Request::DnsStatus, Show::Dns),
         Command::Dns(DnsCmd::Flush) => (Request::DnsFlush, Show::Dns),
         Command::Dns(DnsCmd::Query { name, app }) => (
@@ -601,6 +616,20 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Show::Prompts => output::prompts(&resp, json),
         Show::Answered => output::answered(&resp, json),
         Show::Dns => output::dns(&resp, json),
+        Show::Updates => {
+            output::updates(&resp, json);
+            if matches!(cli.command, Command::Updates(UpdatesCmd::Check))
+                && let Response::Updates(s) = &resp
+                && let Some(UpdateOutcome::Refused { reason } | UpdateOutcome::Failed { reason }) =
+                    &s.last
+            {
+                return Err(Failure {
+                    code: "update_refused",
+                    message: format!("no update installed: {reason}"),
+                    exit: 1,
+                });
+            }
+        }
         Show::PromptsWatch => {
             let now = call(&mut client, Request::ListPrompts).await?;
             output::prompts(&now, json);

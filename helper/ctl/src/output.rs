@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use portcullis_protocol::{
     AppInfo, AppKind, ConnectionInfo, Direction, EnforcementState, Event, PromptInfo,
     PromptOutcome, Response, RuleInfo, RuleLifetime, RuleOwner, SettingKey, SettingsView,
+    UpdateOutcome,
 };
 use serde_json::Value;
 
@@ -450,6 +451,44 @@ fn unexpected(resp: &Response) {
 }
 
 /// `dns status`, `dns query`, `dns flush`.
+/// Prints the signed-updates state (`updates status|check`).
+pub fn updates(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Updates(s) = resp else {
+        return print_json(&data(resp));
+    };
+    match &s.url {
+        Some(url) if s.enabled => println!("updates:   on, from {}", clean(url)),
+        _ => println!("updates:   off (no [updates] url in the helper's configuration)"),
+    }
+    if s.enabled {
+        if s.interval_hours == 0 {
+            println!("schedule:  on demand only");
+        } else {
+            println!("schedule:  every {} h", s.interval_hours);
+        }
+    }
+    if s.installed_version == 0 {
+        println!("data:      as shipped with the package");
+    } else {
+        println!("data:      version {}", s.installed_version);
+    }
+    let last = match &s.last {
+        None => "never checked".to_owned(),
+        Some(UpdateOutcome::Installed { version }) => format!("installed version {version}"),
+        Some(UpdateOutcome::UpToDate { version }) => format!("up to date (version {version})"),
+        Some(UpdateOutcome::Refused { reason }) => {
+            format!("refused: {}; the data in force is kept", clean(reason))
+        }
+        Some(UpdateOutcome::Failed { reason }) => {
+            format!("failed: {}; the data in force is kept", clean(reason))
+        }
+    };
+    println!("last check: {last}");
+}
+
 pub fn dns(resp: &Response, json: bool) {
     if json {
         return print_json(&data(resp));

@@ -31,6 +31,9 @@ pub struct Config {
     /// Shipped intelligence data (geo-IP and ASN; later filter lists).
     #[serde(default)]
     pub intel: IntelSection,
+    /// Signed data updates.
+    #[serde(default)]
+    pub updates: crate::updates::UpdatesSection,
 }
 
 /// The `[intel]` table.

@@ -69,7 +69,7 @@ pub struct Shared {
     /// app looks one up, and the kernel repeats it only briefly.
     pub dns: bool,
     /// Country and ASN of addresses (empty when no data was loaded).
-    pub geo: Arc<portcullis_intel::geo::GeoDb>,
+    pub geo: Arc<portcullis_intel::geo::LiveGeo>,
     /// The filter lists.
     pub lists: Arc<crate::lists::Lists>,
     /// Live bandwidth per app (filled by the rates thread).
@@ -308,7 +308,7 @@ impl Enforcer {
                 local_port: Some(flow.local.port()),
                 app: &flow.app,
                 domain: domain.as_ref().map(|(d, _)| &**d),
-                place: Place::of(&self.shared.geo, flow.remote.ip()),
+                place: Place::of(&self.shared.geo.load(), flow.remote.ip()),
             };
             // `ask` is no reason to cut a connection someone allowed (e.g. "once"): only a
             // block or drop of the policy itself is.
@@ -499,7 +499,7 @@ fn fast_connection(shared: &Shared, event: &FastEvent, app: String) -> (Connecti
         .domains
         .lookup(&app, event.remote.ip(), Instant::now())
         .map(|(d, _)| d);
-    let place = Place::of(&shared.geo, event.remote.ip());
+    let place = Place::of(&shared.geo.load(), event.remote.ip());
     let seen = Observed {
         direction: Direction::Outbound,
         protocol: event.protocol,
@@ -985,7 +985,7 @@ impl VerdictLoop {
                     local_port: h.local_port,
                     app: &h.key.app,
                     domain: domain.as_ref().map(|(d, _)| &**d),
-                    place: Place::of(&self.shared.geo, h.key.remote),
+                    place: Place::of(&self.shared.geo.load(), h.key.remote),
                 };
                 let (e, _) = decide_observed(&snapshot, &self.shared.lists, &seen, true);
                 (e.verdict != Verdict::Ask).then_some((*id, e.verdict))
@@ -1133,7 +1133,7 @@ impl VerdictLoop {
             }
         }
         let domain = shared.domains.lookup(&app, remote, Instant::now());
-        let place = Place::of(&shared.geo, remote);
+        let place = Place::of(&shared.geo.load(), remote);
         let seen = Observed {
             direction,
             protocol: packet.protocol,

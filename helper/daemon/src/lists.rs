@@ -2,12 +2,16 @@
 //! uBlock's badware list; see `data/intel/SOURCES`) loaded into one compact domain set, and
 //! the lookup that tells a decision whether a name is on a list the app uses
 //! (`filter_lists`, by category). A list that cannot be read is logged and left out; the
-//! others still load. The set can be swapped whole while lookups run (updates, later).
+//! others still load. The set is swapped whole while lookups run when a signed update
+//! (`updates`) brings new lists.
 
+#[cfg(test)]
 use std::path::Path;
 
 use portcullis_intel::lists::{Category, ListFormat, ListMeta, parse_domains};
-use portcullis_intel::matcher::{DomainSetBuilder, ListIndex, LiveSet, MatchKind};
+use portcullis_intel::matcher::{DomainSet, DomainSetBuilder, ListIndex, LiveSet, MatchKind};
+
+use crate::updates::DataSource;
 use portcullis_policy::{ListHit, Overrides, resolve};
 use portcullis_protocol::{ListCategory, SettingKey, SettingValue};
 
@@ -111,11 +115,34 @@ pub struct Loaded {
 impl Lists {
     /// Loads the shipped lists under `data_dir`. Never fails: what cannot be read is reported
     /// in [`Loaded::missing`] and left out.
+    #[cfg(test)]
     pub fn load(data_dir: &Path) -> (Lists, Loaded) {
+        Lists::load_from(&DataSource::shipped(data_dir))
+    }
+
+    /// Loads the lists from `source` (an installed bundle over the shipped data).
+    pub fn load_from(source: &DataSource) -> (Lists, Loaded) {
+        let (set, loaded) = Lists::build(source);
+        (
+            Lists {
+                set: LiveSet::new(set),
+            },
+            loaded,
+        )
+    }
+
+    /// Replaces the lists in force whole; lookups already running finish on the old set.
+    pub fn swap(&self, set: DomainSet) -> std::sync::Arc<DomainSet> {
+        self.set.swap(set)
+    }
+
+    /// Builds the set of lists from `source`. Never fails: what cannot be read is reported in
+    /// [`Loaded::missing`] and left out.
+    pub fn build(source: &DataSource) -> (DomainSet, Loaded) {
         let mut builder = DomainSetBuilder::new();
         let mut loaded = Loaded::default();
         for s in SHIPPED {
-            let path = data_dir.join(s.file);
+            let path = source.path(s.file);
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 Err(e) => {
@@ -141,15 +168,10 @@ impl Lists {
             Ok(set) => set,
             Err(e) => {
                 loaded.missing.push(("all".to_owned(), e.to_string()));
-                portcullis_intel::matcher::DomainSet::default()
+                DomainSet::default()
             }
         };
-        (
-            Lists {
-                set: LiveSet::new(set),
-            },
-            loaded,
-        )
+        (set, loaded)
     }
 
     /// The entry that blocks `name` among the lists of the categories `app` uses

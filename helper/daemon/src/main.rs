@@ -19,6 +19,7 @@ mod serve;
 mod service;
 mod state_lock;
 mod store;
+mod updates;
 mod verdict;
 
 use std::path::PathBuf;
@@ -99,6 +100,8 @@ pub struct Resolved {
     pub history: history::HistorySection,
     /// Shipped intelligence data.
     pub intel: config::IntelSection,
+    /// Signed data updates.
+    pub updates: updates::UpdatesSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -142,6 +145,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
                 .as_deref()
                 .map_or(config.intel.data_dir, paths::absolute),
         },
+        updates: config.updates,
     })
 }
 

@@ -117,17 +117,32 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
 
     // Geo-IP and ASN before the first decision, so that country and ASN rules hold from the
     // first packet (about a second for the shipped data).
-    let (geo, lists) = {
+    // The newest installed signed update that still verifies, else the shipped data.
+    let (geo, lists, installed) = {
         let dir = resolved.intel.data_dir.clone();
-        tokio::task::spawn_blocking(move || (load_geo(&dir), load_lists(&dir)))
-            .await
-            .unwrap_or_else(|_| {
-                (
-                    Arc::new(portcullis_intel::geo::GeoDb::empty()),
-                    Arc::default(),
-                )
-            })
+        let section = resolved.updates.clone();
+        let state_dir = paths.state_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let installed = crate::updates::installed(&section, &state_dir, &dir);
+            (
+                load_geo(&installed.source),
+                load_lists(&installed.source),
+                installed,
+            )
+        })
+        .await
+        .context("loading the intelligence data failed")?
     };
+    let updater = Arc::new(
+        crate::updates::Updater::new(
+            &resolved.updates,
+            &paths.state_dir,
+            installed,
+            lists.clone(),
+            geo.clone(),
+        )
+        .context("invalid [updates] configuration")?,
+    );
 
     let rates = Arc::new(crate::rates::Rates::default());
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
@@ -245,6 +260,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     // (Type=notify) may rely on them now.
     crate::notify::notify("READY=1");
 
+    let scheduled_updates = updater.schedule();
     let clients = Arc::new(Clients::default());
     let expiry = tokio::spawn(end_rules_on_time(service.clone(), changes));
     let evicted = tokio::spawn(forget_evicted_flows(enforcer.clone()));
@@ -261,6 +277,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
                             dns_control.clone(),
                             history.clone(),
                             rates.clone(),
+                            updater.clone(),
                         ));
                     }
                     None => {
@@ -281,6 +298,9 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     crate::notify::notify("STOPPING=1");
     expiry.abort();
     evicted.abort();
+    if let Some(task) = scheduled_updates {
+        task.abort();
+    }
     make_profiles.abort();
     follow_policy.abort();
     // Rules first, then the socket: traffic is never left queued to a helper that is gone.
@@ -319,10 +339,10 @@ fn is_dns(request: &Request) -> bool {
 
 /// The geo-IP and ASN data under `dir`; an empty database (country and ASN unknown) when it
 /// cannot be read, with the reason logged.
-fn load_geo(dir: &std::path::Path) -> Arc<portcullis_intel::geo::GeoDb> {
+fn load_geo(source: &crate::updates::DataSource) -> Arc<portcullis_intel::geo::LiveGeo> {
     let started = std::time::Instant::now();
-    let files = portcullis_intel::geo::GeoFiles::in_dir(dir);
-    match portcullis_intel::geo::GeoDb::load(&files) {
+    let files = source.geo_files();
+    let db = match portcullis_intel::geo::GeoDb::load(&files) {
         Ok(db) => {
             let stats = db.stats();
             tracing::info!(
@@ -331,7 +351,7 @@ fn load_geo(dir: &std::path::Path) -> Arc<portcullis_intel::geo::GeoDb> {
                 heap_bytes = stats.heap_bytes,
                 "geo-IP and ASN data loaded"
             );
-            Arc::new(db)
+            db
         }
         Err(e) => {
             tracing::warn!(
@@ -339,20 +359,22 @@ fn load_geo(dir: &std::path::Path) -> Arc<portcullis_intel::geo::GeoDb> {
                 "no geo-IP data: connections' country and ASN stay unknown, and country, \
                  continent and ASN rules match nothing (see [intel] data_dir)"
             );
-            Arc::new(portcullis_intel::geo::GeoDb::empty())
+            portcullis_intel::geo::GeoDb::empty()
         }
-    }
+    };
+    Arc::new(portcullis_intel::geo::LiveGeo::new(db))
 }
 
 /// The shipped filter lists under `dir`; what cannot be read is logged and left out.
-fn load_lists(dir: &std::path::Path) -> Arc<crate::lists::Lists> {
+fn load_lists(source: &crate::updates::DataSource) -> Arc<crate::lists::Lists> {
     let started = std::time::Instant::now();
-    let (lists, loaded) = crate::lists::Lists::load(dir);
+    let (lists, loaded) = crate::lists::Lists::load_from(source);
     let entries: usize = loaded.lists.iter().map(|(_, n)| n).sum();
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         lists = loaded.lists.len(),
         entries,
+        version = source.version(),
         "filter lists loaded"
     );
     for (id, why) in &loaded.missing {
@@ -617,6 +639,7 @@ async fn serve_client(
     dns: Option<Arc<crate::dns::DnsControl>>,
     history: Option<Arc<crate::history::History>>,
     rates: Arc<crate::rates::Rates>,
+    updater: Arc<crate::updates::Updater>,
 ) {
     let clients = slot.clients.clone();
     let peer = conn.peer;
@@ -696,6 +719,29 @@ async fn serve_client(
                 )));
             }
             Reply::Ok(Response::Subscribed)
+        } else if request == Request::UpdateStatus {
+            Reply::Ok(Response::Updates(Box::new(updater.status())))
+        } else if request == Request::UpdateCheck {
+            if updater.enabled() {
+                // The check runs in its own task: a client that goes away does not cut a
+                // download short, and the next check waits for this one.
+                let u = updater.clone();
+                match tokio::spawn(async move { u.check().await }).await {
+                    Ok(status) => Reply::Ok(Response::Updates(Box::new(status))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "update check failed");
+                        Reply::Err(ErrorFrame::new(
+                            ErrorCode::Internal,
+                            "the update check failed; the data in force is kept",
+                        ))
+                    }
+                }
+            } else {
+                Reply::Err(ErrorFrame::new(
+                    ErrorCode::InvalidInput,
+                    "updates are off: set [updates] url and keys in the helper's configuration",
+                ))
+            }
         } else if let (Some(ctl), true) = (&dns, is_dns(&request)) {
             dns_request(ctl, request).await
         } else if request == Request::LiveRates {

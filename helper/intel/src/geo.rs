@@ -171,6 +171,40 @@ impl GeoFiles {
     }
 }
 
+/// The geo database in force, swapped whole (signed updates) while lookups go on: readers
+/// load it without locks and see the old database or the new one, never a mix.
+#[derive(Debug)]
+pub struct LiveGeo {
+    current: arc_swap::ArcSwap<GeoDb>,
+}
+
+impl LiveGeo {
+    /// Starts with `db`.
+    #[must_use]
+    pub fn new(db: GeoDb) -> Self {
+        Self {
+            current: arc_swap::ArcSwap::from_pointee(db),
+        }
+    }
+
+    /// The current database, for one or more lookups; hold it briefly.
+    #[must_use]
+    pub fn load(&self) -> arc_swap::Guard<std::sync::Arc<GeoDb>> {
+        self.current.load()
+    }
+
+    /// Replaces the database; lookups already running finish on the old one.
+    pub fn swap(&self, db: GeoDb) -> std::sync::Arc<GeoDb> {
+        self.current.swap(std::sync::Arc::new(db))
+    }
+}
+
+impl Default for LiveGeo {
+    fn default() -> Self {
+        Self::new(GeoDb::empty())
+    }
+}
+
 /// Country and ASN tables, immutable once built. See the module docs.
 pub struct GeoDb {
     country_v4: RangeTable<u32, u16>,

@@ -4,6 +4,7 @@
 //! Everything here is pure data handling: no I/O on the verdict path, no global state. The
 //! helper loads data through this crate and swaps complete sets in without pausing lookups.
 
+pub mod bundle;
 pub mod geo;
 pub mod lists;
 pub mod matcher;

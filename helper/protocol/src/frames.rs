@@ -18,6 +18,7 @@ use crate::prompts::{Answered, PromptAnswer, PromptInfo, PromptOutcome};
 use crate::rules::{RuleInfo, RuleLifetime, RuleOwner};
 use crate::settings::{SettingKey, SettingValue, SettingsView};
 use crate::status::Status;
+use crate::updates::UpdateStatus;
 
 /// A frame from a client to the helper.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +240,11 @@ pub enum Request {
         #[serde(default)]
         app: Option<AppRef>,
     },
+    /// The signed-updates state. Answer: `Updates`.
+    UpdateStatus,
+    /// Checks for a newer signed data bundle now, and installs it if it passes every check.
+    /// Answer: `Updates`, whose `last` is this check's outcome.
+    UpdateCheck,
 }
 
 fn forever() -> RuleLifetime {
@@ -271,10 +277,13 @@ impl Request {
             | Request::HistoryTop { .. }
             | Request::HistoryBandwidth { .. }
             | Request::LiveRates
-            | Request::HistoryClear { .. } => true,
-            Request::AddRule { .. } | Request::RemoveRule { .. } | Request::AnswerPrompt { .. } => {
-                false
-            }
+            | Request::UpdateStatus
+            | Request::UpdateCheck => true,
+            // Clearing again after a reconnect would remove what was recorded meanwhile.
+            Request::AddRule { .. }
+            | Request::RemoveRule { .. }
+            | Request::AnswerPrompt { .. }
+            | Request::HistoryClear { .. } => false,
         }
     }
 }
@@ -335,6 +344,8 @@ pub enum Response {
         /// Rows removed.
         rows: u64,
     },
+    /// For `UpdateStatus` and `UpdateCheck`.
+    Updates(Box<UpdateStatus>),
 }
 
 /// Something that happened in the helper, sent to subscribers.

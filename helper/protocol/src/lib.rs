@@ -14,6 +14,7 @@ pub mod prompts;
 pub mod rules;
 pub mod settings;
 pub mod status;
+pub mod updates;
 
 pub use apps::{AppInfo, AppKind, AppRef};
 pub use connection::{ConnectionInfo, ConnectionQuery, Direction, Protocol};
@@ -35,6 +36,7 @@ pub use settings::{
     SettingValue, SettingsView,
 };
 pub use status::{EnforcementState, Status};
+pub use updates::{UpdateOutcome, UpdateStatus};
 
 /// The version of this protocol. Both ends send it in `Hello`; a peer with another version
 /// is refused with a clear error, so an app and a helper from different releases never

@@ -648,6 +648,38 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_update_check",
+            v(&ClientFrame::Request {
+                id: 20,
+                request: Request::UpdateCheck,
+            }),
+        ),
+        (
+            "req_update_status",
+            v(&ClientFrame::Request {
+                id: 21,
+                request: Request::UpdateStatus,
+            }),
+        ),
+        (
+            "resp_updates",
+            v(&ServerFrame::Response {
+                id: 20,
+                reply: Reply::Ok(Response::Updates(Box::new(
+                    portcullis_protocol::UpdateStatus {
+                        enabled: true,
+                        url: Some("https://updates.example/portcullis/".to_owned()),
+                        interval_hours: 24,
+                        installed_version: 2026061900,
+                        last_check_ms: Some(1_750_000_000_000),
+                        last: Some(portcullis_protocol::UpdateOutcome::Refused {
+                            reason: "bundle version 3 is not newer than the installed version 2026061900 (rollback refused)".to_owned(),
+                        }),
+                    },
+                ))),
+            }),
+        ),
+        (
             "event_prompt_added",
             v(&ServerFrame::Event {
                 event: Event::PromptAdded { prompt },

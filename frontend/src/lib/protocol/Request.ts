@@ -141,4 +141,4 @@ bucket: HistoryBucket, } } | { "method": "live_rates" } | { "method": "history_c
 /**
  * The app, or `None` for everything.
  */
-app: string | null, } };
+app: string | null, } } | { "method": "update_status" } | { "method": "update_check" };

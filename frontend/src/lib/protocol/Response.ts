@@ -13,6 +13,7 @@ import type { PromptInfo } from "./PromptInfo";
 import type { RuleInfo } from "./RuleInfo";
 import type { SettingsView } from "./SettingsView";
 import type { Status } from "./Status";
+import type { UpdateStatus } from "./UpdateStatus";
 
 /**
  * Answers to requests.
@@ -37,4 +38,4 @@ entries: number, } } | { "kind": "history", "data": HistoryPage } | { "kind": "h
 /**
  * Rows removed.
  */
-rows: number, } };
+rows: number, } } | { "kind": "updates", "data": UpdateStatus };

@@ -48,4 +48,6 @@ export type { SettingSource } from "./SettingSource";
 export type { SettingValue } from "./SettingValue";
 export type { SettingsView } from "./SettingsView";
 export type { Status } from "./Status";
+export type { UpdateOutcome } from "./UpdateOutcome";
+export type { UpdateStatus } from "./UpdateStatus";
 export type { Verdict } from "./Verdict";

@@ -462,6 +462,11 @@ impl Service {
                     cache_bytes: 0,
                 },
             ))),
+            // The connection layer answers these (the updater lives there).
+            Request::UpdateStatus | Request::UpdateCheck => Err(ErrorFrame::new(
+                ErrorCode::Internal,
+                "update requests are answered by the connection layer",
+            )),
             Request::DnsQuery { .. } | Request::DnsFlush => Err(ErrorFrame::new(
                 ErrorCode::NotFound,
                 "the helper's DNS resolver is off ([dns] enabled = false in its configuration)",
