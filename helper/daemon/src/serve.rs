@@ -273,11 +273,13 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
                             conn,
                             slot,
                             service.clone(),
-                            events.clone(),
-                            dns_control.clone(),
-                            history.clone(),
-                            rates.clone(),
-                            updater.clone(),
+                            Parts {
+                                events: events.clone(),
+                                dns: dns_control.clone(),
+                                history: history.clone(),
+                                rates: rates.clone(),
+                                updater: updater.clone(),
+                            },
                         ));
                     }
                     None => {
@@ -631,16 +633,24 @@ impl Drop for ClientSlot {
     }
 }
 
-async fn serve_client(
-    conn: Connection,
-    slot: ClientSlot,
-    service: Shared,
+/// What every client's task answers from, besides the service.
+#[derive(Clone)]
+struct Parts {
     events: broadcast::Sender<Event>,
     dns: Option<Arc<crate::dns::DnsControl>>,
     history: Option<Arc<crate::history::History>>,
     rates: Arc<crate::rates::Rates>,
     updater: Arc<crate::updates::Updater>,
-) {
+}
+
+async fn serve_client(conn: Connection, slot: ClientSlot, service: Shared, parts: Parts) {
+    let Parts {
+        events,
+        dns,
+        history,
+        rates,
+        updater,
+    } = parts;
     let clients = slot.clients.clone();
     let peer = conn.peer;
     tracing::debug!(
