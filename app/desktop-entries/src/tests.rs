@@ -1,6 +1,8 @@
 //! The scan over fixtures in a temporary directory: executable, Flatpak, snap and AppImage
 //! entries, field codes, localized names, `NoDisplay`, `Hidden`, `TryExec`, icons, and
-//! garbage.
+//! garbage. Unix only: the fixtures use permissions and symbolic links.
+
+#![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt as _;
 
