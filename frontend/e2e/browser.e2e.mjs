@@ -4,7 +4,8 @@
 // `STEP <name>` and waits for `DONE <detail>` on stdin (the Rust side runs the lab apps and
 // checks what the helper did). Screenshots of every view go to $PCL_ARTIFACTS.
 //
-// Environment: PCL_URL (the one-time login URL), PCL_APP_A / PCL_APP_B (app keys), PCL_SERVER
+// Environment: PCL_URL (the one-time login URL), PCL_APP_A / PCL_APP_B / PCL_APP_C (app keys;
+// C has a `.desktop` entry naming it PCL_APP_C_NAME, with an icon), PCL_SERVER
 // (the lab server's address), PCL_ARTIFACTS (directory for screenshots).
 
 import { mkdirSync } from "node:fs";
@@ -19,6 +20,8 @@ const env = (name) => {
 const url = env("PCL_URL");
 const appA = env("PCL_APP_A");
 const appB = env("PCL_APP_B");
+const appC = env("PCL_APP_C");
+const appCName = env("PCL_APP_C_NAME");
 const server = env("PCL_SERVER");
 const artifacts = env("PCL_ARTIFACTS");
 const base = new URL(url).origin;
@@ -67,6 +70,9 @@ try {
     data: { method: "status" },
   });
   check(noCookie.status() === 401, "a request without the session cookie is refused (401)");
+  const noCookieIcon = await stranger.request.get(`${base}/api/app-icon?key=${encodeURIComponent(appC)}`);
+  const noCookieEntries = await stranger.request.get(`${base}/api/app-entries`);
+  check(noCookieIcon.status() === 401 && noCookieEntries.status() === 401, "app entries and icons need the session cookie (401)");
   await stranger.close();
 
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: "light" });
@@ -105,6 +111,9 @@ try {
   const rowA = page.getByRole("row").filter({ hasText: nameOf(appA) }).filter({ hasText: "Allowed" });
   await rowA.first().waitFor({ timeout: 15000 });
   check(true, "app A's connection appears in the Monitor as allowed");
+  await step("connect-c-allowed");
+  await page.getByRole("row").filter({ hasText: appCName }).first().waitFor({ timeout: 15000 });
+  check(true, "app C's connection appears in the Monitor under its .desktop entry's name");
 
   // 2. A rule added in the App panel blocks that app's next connection.
   await page.goto(`${base}/#/apps/${encodeURIComponent(appA)}`);
@@ -197,6 +206,18 @@ try {
   await nav("Apps").click();
   await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
   await page.getByRole("row").filter({ hasText: nameOf(appB) }).waitFor();
+  const rowC = page.getByRole("row").filter({ hasText: appC });
+  await rowC.getByRole("link", { name: appCName }).waitFor();
+  const icon = rowC.locator("img");
+  await icon.waitFor();
+  await page.waitForFunction((el) => el.complete && el.naturalWidth === 16, await icon.elementHandle());
+  check(true, `the Apps view names app C "${appCName}" with its icon, from its .desktop entry`);
+  const entries = await (await context.request.get(`${base}/api/app-entries`)).json();
+  check(entries[appC]?.name === appCName && entries[appC]?.icon === true, "the entry table maps app C's path to its entry");
+  for (const key of ["/etc/passwd", appA, `../../${appC}`, "lab-scribble"]) {
+    const r = await context.request.get(`${base}/api/app-icon?key=${encodeURIComponent(key)}`);
+    check(r.status() === 404, `the icon route serves nothing for ${key} (404)`);
+  }
   await shot("apps");
   await page.emulateMedia({ colorScheme: "dark" });
   await nav("Monitor").click();

@@ -12,6 +12,12 @@
 //! window is hidden. The prompt window (`#/prompt`) is made anew, unfocused and always on top,
 //! whenever prompts start waiting, and closed when none wait.
 //!
+//! When a prompt arrives while the main window is hidden in the tray or minimized, or the
+//! prompt window could not be shown, a desktop notification with Allow and Block asks too
+//! (see `notify`; `--no-notifications` turns it off). Apps' names and icons from their
+//! `.desktop` entries reach the pages through two more commands, `app_entries` (the lookup
+//! table) and `app_icon` (one icon as a `data:` URL), from `portcullis-desktop-entries`.
+//!
 //! Closing the main window hides it when a tray can be seen (the tray opens it again) and
 //! quits otherwise, so the app is never left reachable only from a tray that is not there.
 //! Quitting the app leaves the helper enforcing.
@@ -22,8 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context as _;
+use portcullis_desktop_entries::{AppLabel, Cache as EntryCache};
 use portcullis_ipc::ClientConfig;
-use portcullis_protocol::{Event, Reply, Request, Response};
+use portcullis_protocol::{
+    Event, PromptAnswer, PromptDuration, PromptInfo, PromptTarget, Reply, Request, Response,
+};
 use portcullis_web::bridge::{Bridge, BridgeError, HelperState, StreamItem};
 use serde_json::{Value, json};
 use tauri::ipc::Channel;
@@ -33,6 +42,7 @@ use tauri::utils::assets::{AssetKey, AssetsIter, CspHash};
 use tauri::{App, AppHandle, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 
 use crate::Cli;
+use crate::notify::{Choice, Notifier, prompt_note};
 
 const MAIN: &str = "main";
 const PROMPT: &str = "prompt";
@@ -42,6 +52,9 @@ const TRAY: &str = "tray";
 struct Desktop {
     bridge: Arc<Bridge>,
     hub: Mutex<Hub>,
+    entries: Arc<EntryCache>,
+    /// Prompt notifications, once the main thread made them (`None`: off or no bus).
+    notifier: Mutex<Option<Arc<Notifier>>>,
 }
 
 #[derive(Default)]
@@ -86,7 +99,10 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
     let desktop = Arc::new(Desktop {
         bridge: Arc::new(Bridge::new(helper, !cli.no_prompts)),
         hub: Mutex::new(Hub::default()),
+        entries: Arc::new(EntryCache::from_env()),
+        notifier: Mutex::new(None),
     });
+    let notifications = !cli.no_notifications && !cli.no_prompts;
 
     let mut context = tauri::generate_context!();
     context.set_assets(Box::new(DiskAssets { root: web_root }));
@@ -94,9 +110,21 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
     let hidden = cli.hidden;
     let app = tauri::Builder::default()
         .manage(Arc::clone(&desktop))
-        .invoke_handler(tauri::generate_handler![request, subscribe])
+        .invoke_handler(tauri::generate_handler![
+            request,
+            subscribe,
+            app_entries,
+            app_icon
+        ])
         .setup(move |app| {
             setup(app, &desktop, no_tray, hidden)?;
+            if notifications {
+                *desktop
+                    .notifier
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    make_notifier(app.handle(), Arc::clone(&desktop.bridge));
+            }
             Ok(())
         })
         .build(context)
@@ -264,6 +292,16 @@ async fn pump(app: AppHandle, desktop: Arc<Desktop>) {
                         hub.prompts.clear();
                     }
                 }
+                if !up {
+                    let notifier = desktop
+                        .notifier
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
+                    if let Some(n) = notifier {
+                        tauri::async_runtime::spawn_blocking(move || n.close_all());
+                    }
+                }
                 broadcast(&desktop, &message);
                 if up {
                     // Prompts that waited before this connection.
@@ -288,9 +326,93 @@ async fn pump(app: AppHandle, desktop: Arc<Desktop>) {
                     }
                 }
                 broadcast(&desktop, &json!({ "kind": "event", "event": event }));
+                sync_prompt_window(&app, &desktop);
+                match event {
+                    Event::PromptAdded { prompt } => notify_prompt(&app, &desktop, prompt),
+                    Event::PromptClosed { id, .. } => close_notification(&desktop, id),
+                    _ => {}
+                }
+                continue;
             }
         }
         sync_prompt_window(&app, &desktop);
+    }
+}
+
+/// The notifier, whose clicks answer prompts once (the prompt window makes lasting rules)
+/// or open the main window.
+fn make_notifier(app: &AppHandle, bridge: Arc<Bridge>) -> Option<Arc<Notifier>> {
+    let app = app.clone();
+    Notifier::session(Box::new(move |id, choice| {
+        let allow = match choice {
+            Choice::Open => return show_main(&app),
+            Choice::Allow => true,
+            Choice::Block => false,
+        };
+        let request = Request::AnswerPrompt {
+            id,
+            answer: PromptAnswer {
+                allow,
+                target: PromptTarget::IpPort,
+                duration: PromptDuration::Once,
+            },
+        };
+        let bridge = Arc::clone(&bridge);
+        tauri::async_runtime::spawn(async move {
+            match bridge.request(request).await {
+                Ok(Reply::Ok(_)) => {}
+                Ok(Reply::Err(e)) => tracing::info!("the helper refused the answer: {}", e.message),
+                Err(e) => tracing::warn!(error = ?e, "the answer did not reach the helper"),
+            }
+        });
+    }))
+}
+
+/// Whether the user would not see a prompt without a notification: the main window is
+/// hidden (in the tray) or minimized, or the prompt window is not shown.
+fn needs_notification(app: &AppHandle) -> bool {
+    let main_hidden = app
+        .get_webview_window(MAIN)
+        .is_none_or(|w| !w.is_visible().unwrap_or(true) || w.is_minimized().unwrap_or(false));
+    let prompt_shown = app
+        .get_webview_window(PROMPT)
+        .is_some_and(|w| w.is_visible().unwrap_or(false));
+    main_hidden || !prompt_shown
+}
+
+fn notify_prompt(app: &AppHandle, desktop: &Arc<Desktop>, prompt: PromptInfo) {
+    let Some(notifier) = desktop
+        .notifier
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    else {
+        return;
+    };
+    if !needs_notification(app) {
+        return;
+    }
+    let entries = Arc::clone(&desktop.entries);
+    tauri::async_runtime::spawn_blocking(move || {
+        let name = entries
+            .catalog()
+            .label(&prompt.app)
+            .map_or_else(|| prompt.app_name.clone(), |l| l.name);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        notifier.show(prompt.id, &prompt_note(&prompt, &name, now));
+    });
+}
+
+fn close_notification(desktop: &Desktop, id: u64) {
+    let notifier = desktop
+        .notifier
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(n) = notifier.filter(|n| n.showing(id)) {
+        tauri::async_runtime::spawn_blocking(move || n.close(id));
     }
 }
 
@@ -387,6 +509,55 @@ fn subscribe(
     hub.subscribers.insert(window.label().to_owned(), channel);
 }
 
+/// `app_entries`: every app key with a `.desktop` entry, with its name and whether it has an
+/// icon (the scan is cached for a few minutes).
+#[tauri::command]
+async fn app_entries(
+    desktop: tauri::State<'_, Arc<Desktop>>,
+) -> Result<std::collections::BTreeMap<String, AppLabel>, String> {
+    let entries = Arc::clone(&desktop.entries);
+    tauri::async_runtime::spawn_blocking(move || entries.catalog().labels())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `app_icon`: the icon the scan found for an app key, as a `data:` URL; `None` for any
+/// other key. Never a file by path.
+#[tauri::command]
+async fn app_icon(
+    desktop: tauri::State<'_, Arc<Desktop>>,
+    key: String,
+) -> Result<Option<String>, String> {
+    let entries = Arc::clone(&desktop.entries);
+    let icon = tauri::async_runtime::spawn_blocking(move || entries.catalog().icon(&key))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(icon.map(|i| format!("data:{};base64,{}", i.content_type, base64(&i.bytes))))
+}
+
+/// Standard base64 with padding (icons only; not worth a dependency).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let index = usize::try_from((n >> (18 - 6 * i)) & 63).unwrap_or(0);
+                out.push(char::from(ABC.get(index).copied().unwrap_or(b'A')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The built frontend, read from disk on each request (so an installed or rebuilt frontend
 /// needs no new binary). Paths that leave the root are refused.
 struct DiskAssets {
@@ -415,5 +586,18 @@ impl<R: Runtime> tauri::Assets<R> for DiskAssets {
 
     fn csp_hashes(&self, _html_path: &AssetKey) -> Box<dyn Iterator<Item = CspHash<'_>> + '_> {
         Box::new(std::iter::empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(super::base64(&[0xff, 0xfe, 0x00, 0x80]), "//4AgA==");
     }
 }

@@ -6,6 +6,8 @@
 
 #[cfg(target_os = "linux")]
 mod desktop;
+#[cfg(target_os = "linux")]
+mod notify;
 mod serve;
 
 use std::path::PathBuf;
@@ -43,6 +45,10 @@ struct Cli {
     /// uses it). Without a tray to show, the window opens anyway: it must stay reachable.
     #[arg(long, conflicts_with_all = ["serve", "no_tray"])]
     hidden: bool,
+    /// Desktop window: no desktop notifications for prompts (otherwise one asks when a
+    /// prompt arrives while the window is hidden in the tray or minimized).
+    #[arg(long, conflicts_with = "serve")]
+    no_notifications: bool,
     /// Trust a socket not owned by root (tests and development only).
     #[arg(long, hide = true)]
     insecure_any_socket_owner: bool,

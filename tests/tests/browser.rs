@@ -5,7 +5,9 @@
 //! happened, and answers `DONE`. It covers: a wrong token and a foreign Origin are refused, a
 //! request round-trips to the helper, a lab app's connection appears in the Monitor, a rule
 //! added in the App panel blocks that app's next connection, a prompt's answer takes
-//! effect, and the History view lists, searches and explains what the helper recorded. Screenshots of every view go to `frontend/test-artifacts/browser/` (or
+//! effect, the History view lists, searches and explains what the helper recorded, and a lab
+//! app with a `.desktop` entry (in XDG directories this test gives `portcullis --serve`) shows
+//! in the Apps view by its entry's name and icon, while the icon route serves nothing else. Screenshots of every view go to `frontend/test-artifacts/browser/` (or
 //! `$PCL_ARTIFACTS`).
 //!
 //! Browser mode and Chromium run in the machine's own network namespace and talk over its
@@ -72,14 +74,53 @@ fn prerequisites() {
     );
 }
 
-/// Starts `portcullis --serve` for the helper at `socket` and returns it with its login URL.
-fn serve(socket: &Path) -> (Owned, String) {
+/// A 16×16 blue PNG, the icon of the lab app with a `.desktop` entry.
+const ICON: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 16, 0, 0, 0, 16, 8, 6,
+    0, 0, 0, 31, 243, 255, 97, 0, 0, 0, 25, 73, 68, 65, 84, 120, 218, 99, 208, 170, 122, 244, 159,
+    18, 204, 48, 106, 192, 168, 1, 163, 6, 12, 23, 3, 0, 5, 67, 133, 31, 5, 93, 185, 206, 0, 0, 0,
+    0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+/// The name the `.desktop` entry gives app C.
+const APP_C_NAME: &str = "Lab Scribble";
+
+/// XDG data directories of the test's own with a `.desktop` entry (and hicolor icon) for the
+/// lab app at `app`.
+fn xdg_dirs(dir: &Path, app: &Path) -> (PathBuf, PathBuf) {
+    let home = dir.join("home");
+    let share = dir.join("share");
+    std::fs::create_dir_all(home.join("applications")).unwrap();
+    std::fs::create_dir_all(share.join("applications")).unwrap();
+    std::fs::create_dir_all(share.join("icons/hicolor/48x48/apps")).unwrap();
+    std::fs::write(
+        share.join("applications/org.example.LabScribble.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName={APP_C_NAME}\nName[xx]=Wrong\n\
+             Icon=lab-scribble\nExec={} --new-window %F\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        share.join("icons/hicolor/48x48/apps/lab-scribble.png"),
+        ICON,
+    )
+    .unwrap();
+    (home, share)
+}
+
+/// Starts `portcullis --serve` for the helper at `socket` (with `.desktop` entries from
+/// `xdg`: data home and data dirs) and returns it with its login URL.
+fn serve(socket: &Path, xdg: &(PathBuf, PathBuf)) -> (Owned, String) {
     let mut child = Command::new(lab_bin("portcullis"))
         .arg("--serve")
         .arg("--socket")
         .arg(socket)
         .arg("--web-root")
         .arg(frontend_dir().join("dist"))
+        .env("XDG_DATA_HOME", &xdg.0)
+        .env("XDG_DATA_DIRS", &xdg.1)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -122,7 +163,10 @@ fn the_ui_in_a_real_browser_drives_the_real_helper() {
     let server = lab.server().ipv4().to_string();
     let app_a = lab.app("webmail");
     let app_b = lab.app("updater");
-    let (_serve, url) = serve(helper.socket());
+    let app_c = lab.app("scribble");
+    let xdg_root = tempfile::tempdir().unwrap();
+    let xdg = xdg_dirs(xdg_root.path(), &app_c);
+    let (_serve, url) = serve(helper.socket(), &xdg);
 
     let artifacts = std::env::var_os("PCL_ARTIFACTS").map_or_else(
         || frontend_dir().join("test-artifacts/browser"),
@@ -134,6 +178,8 @@ fn the_ui_in_a_real_browser_drives_the_real_helper() {
         .env("PCL_URL", &url)
         .env("PCL_APP_A", &app_a)
         .env("PCL_APP_B", &app_b)
+        .env("PCL_APP_C", &app_c)
+        .env("PCL_APP_C_NAME", APP_C_NAME)
         .env("PCL_SERVER", &server)
         .env("PCL_ARTIFACTS", &artifacts)
         .stdin(Stdio::piped())
@@ -179,6 +225,11 @@ fn the_ui_in_a_real_browser_drives_the_real_helper() {
         let done = match step {
             "connect-a-allowed" => {
                 let out = connect(&app_a);
+                assert_eq!(out.code(), Some(OK), "default allow: {out}");
+                "allowed".to_owned()
+            }
+            "connect-c-allowed" => {
+                let out = connect(&app_c);
                 assert_eq!(out.code(), Some(OK), "default allow: {out}");
                 "allowed".to_owned()
             }

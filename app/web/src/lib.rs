@@ -17,6 +17,8 @@
 //! | `GET /`, `GET /assets/…` | the frontend (session cookie required) |
 //! | `POST /api/request` | body: a `Request`; answer: its `Reply` (`{"ok":…}` / `{"err":…}`), or status 502 with a [`BridgeError`] when the helper cannot be reached |
 //! | `GET /api/events` | Server-Sent Events: `event: helper` with a [`HelperState`] whenever the link to the helper changes, `event: event` with each protocol `Event` |
+//! | `GET /api/app-entries` | `{ KEY: { name, icon } }`: apps' names from their `.desktop` entries (`portcullis-desktop-entries`; scanned at most every few minutes) |
+//! | `GET /api/app-icon?key=KEY` | the icon the scan found for that app key (PNG or SVG, ≤ 1 MB), else 404; never a file by path |
 
 pub mod assets;
 pub mod auth;

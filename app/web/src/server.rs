@@ -20,6 +20,7 @@ use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
+use portcullis_desktop_entries::Cache as EntryCache;
 use portcullis_ipc::ClientConfig;
 use portcullis_protocol::{MAX_FRAME_LEN, Request};
 use tokio::net::TcpListener;
@@ -52,6 +53,9 @@ pub struct ServeConfig {
     /// Whether open pages answer prompts (the helper waits for an answer only while one
     /// does). On by default: the page is a full UI.
     pub watch_prompts: bool,
+    /// Apps' names and icons from their `.desktop` entries (default: this user's XDG
+    /// directories).
+    pub entries: Arc<EntryCache>,
 }
 
 impl ServeConfig {
@@ -62,6 +66,7 @@ impl ServeConfig {
             web_root: web_root.into(),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             watch_prompts: true,
+            entries: Arc::new(EntryCache::from_env()),
         }
     }
 }
@@ -71,6 +76,7 @@ struct AppState {
     auth: Auth,
     assets: Assets,
     bridge: Arc<Bridge>,
+    entries: Arc<EntryCache>,
     streams: AtomicUsize,
 }
 
@@ -104,6 +110,7 @@ impl WebServer {
             auth: Auth::new(addr)?,
             assets,
             bridge: Arc::new(Bridge::new(config.helper, config.watch_prompts)),
+            entries: config.entries,
             streams: AtomicUsize::new(0),
         });
         Ok(WebServer {
@@ -141,6 +148,8 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/", get(index))
         .route("/api/request", post(api_request))
         .route("/api/events", get(api_events))
+        .route("/api/app-entries", get(api_app_entries))
+        .route("/api/app-icon", get(api_app_icon))
         .fallback(asset)
         .layer(DefaultBodyLimit::max(MAX_FRAME_LEN as usize))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -174,10 +183,12 @@ async fn guard(State(st): State<Arc<AppState>>, req: HttpRequest, next: Next) ->
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -328,6 +339,48 @@ async fn api_request(State(st): State<Arc<AppState>>, body: axum::body::Bytes) -
             };
             (status, axum::Json(error)).into_response()
         }
+    }
+}
+
+/// The longest app key `GET /api/app-icon` looks up.
+const MAX_KEY_LEN: usize = 4096;
+
+/// An icon's own policy: nothing in it runs or loads (an SVG opened on its own included).
+const ICON_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+/// `GET /api/app-entries`: every app key that has a `.desktop` entry, with its name and
+/// whether it has an icon.
+async fn api_app_entries(State(st): State<Arc<AppState>>) -> Response {
+    let entries = st.entries.clone();
+    match tokio::task::spawn_blocking(move || entries.catalog().labels()).await {
+        Ok(labels) => axum::Json(labels).into_response(),
+        Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "the scan failed"),
+    }
+}
+
+/// `GET /api/app-icon?key=KEY`: the icon the scan found for an app key. Only keys, never
+/// paths: whatever else is asked is 404.
+async fn api_app_icon(
+    State(st): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(key) = query.get("key").filter(|k| k.len() <= MAX_KEY_LEN).cloned() else {
+        return refuse(StatusCode::BAD_REQUEST, "which app? (?key=…)");
+    };
+    let entries = st.entries.clone();
+    let icon = tokio::task::spawn_blocking(move || entries.catalog().icon(&key)).await;
+    match icon {
+        Ok(Some(icon)) => (
+            [
+                (header::CONTENT_TYPE, icon.content_type),
+                (header::CACHE_CONTROL, "private, max-age=300"),
+                (header::CONTENT_SECURITY_POLICY, ICON_CSP),
+            ],
+            Body::from(icon.bytes),
+        )
+            .into_response(),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, "no icon for this app"),
+        Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "the scan failed"),
     }
 }
 

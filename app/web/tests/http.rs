@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_ipc::{ClientConfig, Server, ServerConfig};
@@ -87,7 +88,7 @@ fn status() -> Status {
 struct Setup {
     addr: SocketAddr,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A web root, a stand-in helper (unless `helper` is false: then nothing listens on the
@@ -105,18 +106,43 @@ async fn setup(helper: bool) -> Setup {
     }
     let mut client = ClientConfig::new(&socket, "web test");
     client.require_root_owner = false;
-    let server = WebServer::bind(ServeConfig::new(client, &web))
-        .await
-        .unwrap();
+    let mut config = ServeConfig::new(client, &web);
+    config.entries = Arc::new(desktop_entries(dir.path()));
+    let server = WebServer::bind(config).await.unwrap();
     let addr = server.local_addr();
     let url = server.login_url().unwrap();
     tokio::spawn(server.serve(std::future::pending()));
-    Setup {
-        addr,
-        url,
-        _dir: dir,
-    }
+    Setup { addr, url, dir }
 }
+
+/// `.desktop` entries of the test's own: `DIR/bin/editor` is "Lab Editor" with a PNG icon.
+fn desktop_entries(dir: &Path) -> portcullis_desktop_entries::Cache {
+    use std::os::unix::fs::PermissionsExt as _;
+    let exe = dir.join("bin/editor");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let share = dir.join("share");
+    std::fs::create_dir_all(share.join("applications")).unwrap();
+    std::fs::create_dir_all(share.join("icons/hicolor/48x48/apps")).unwrap();
+    std::fs::write(
+        share.join("applications/editor.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=Lab Editor\nIcon=lab-editor\nExec={} %F\n",
+            exe.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(share.join("icons/hicolor/48x48/apps/lab-editor.png"), PNG).unwrap();
+    let dirs = portcullis_desktop_entries::Dirs {
+        applications: vec![share.join("applications")],
+        icons: vec![share.join("icons")],
+        ..Default::default()
+    };
+    portcullis_desktop_entries::Cache::new(dirs)
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\nlab";
 
 /// A parsed HTTP answer.
 #[derive(Debug)]
@@ -440,4 +466,62 @@ async fn only_loopback_addresses_are_served() {
     );
     let err = WebServer::bind(config).await.unwrap_err();
     assert!(err.to_string().contains("npm run build"), "{err}");
+}
+
+#[tokio::test]
+async fn app_names_and_icons_come_from_desktop_entries_and_nothing_else() {
+    let s = setup(true).await;
+    let key = std::fs::canonicalize(s.dir.path().join("bin/editor")).unwrap();
+    let key = key.to_str().unwrap();
+    let icon_path = format!("/api/app-icon?key={}", key.replace('/', "%2F"));
+    let cookie = sign_in(&s).await;
+    for path in ["/api/app-entries", icon_path.as_str()] {
+        let a = http(s.addr, "GET", path, &[], "").await;
+        assert_eq!(a.status, 401, "signed in only: {path}: {a:?}");
+        let o = "http://evil.example";
+        let a = http(
+            s.addr,
+            "GET",
+            path,
+            &[("Cookie", &cookie), ("Origin", o)],
+            "",
+        )
+        .await;
+        assert_eq!(a.status, 403, "own origin only: {path}: {a:?}");
+    }
+    let a = http(
+        s.addr,
+        "GET",
+        "/api/app-entries",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let labels: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(
+        labels,
+        serde_json::json!({ key: {"name": "Lab Editor", "icon": true} }),
+    );
+    let a = http(s.addr, "GET", &icon_path, &[("Cookie", &cookie)], "").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("content-type"), Some("image/png"));
+    assert!(
+        a.header("content-security-policy")
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert!(a.body.ends_with("lab"));
+    let refused = [
+        "/api/app-icon?key=%2Fetc%2Fpasswd",
+        "/api/app-icon?key=..%2F..%2Fetc%2Fpasswd",
+        "/api/app-icon?key=lab-editor",
+        "/api/app-icon?key=flatpak%3Aorg.example.None",
+    ];
+    for path in refused {
+        let a = http(s.addr, "GET", path, &[("Cookie", &cookie)], "").await;
+        assert_eq!(a.status, 404, "{path}: {a:?}");
+    }
+    let a = http(s.addr, "GET", "/api/app-icon", &[("Cookie", &cookie)], "").await;
+    assert_eq!(a.status, 400, "{a:?}");
 }

@@ -21,6 +21,7 @@ import type {
   Status,
 } from "./protocol";
 import { call, type LinkState, type Transport } from "./transport/transport";
+import { Entries } from "./entries.svelte";
 
 export const MAX_CONNECTIONS = 10_000;
 /** Connection events are applied in batches: one re-render per batch, not per packet. */
@@ -45,7 +46,12 @@ export class Store {
   #stop: (() => void) | null = null;
   #clock: ReturnType<typeof setInterval> | null = null;
 
-  constructor(readonly transport: Transport) {}
+  /** Apps' names and icons from their `.desktop` entries. */
+  readonly entries: Entries;
+
+  constructor(readonly transport: Transport) {
+    this.entries = new Entries(transport);
+  }
 
   /** Subscribes and loads everything; call once. */
   start(): void {
@@ -59,6 +65,7 @@ export class Store {
     });
     this.#clock = setInterval(() => (this.now = Date.now()), 1000);
     void this.reload();
+    void this.entries.load();
   }
 
   stop(): void {
@@ -97,6 +104,7 @@ export class Store {
         break;
       case "app_added":
         if (!this.apps.some((a) => a.key === e.app.key)) this.apps.push(e.app);
+        this.entries.seen(e.app.key);
         break;
       case "prompt_added":
         if (!this.prompts.some((p) => p.id === e.prompt.id)) this.prompts.push(e.prompt);

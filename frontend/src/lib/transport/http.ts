@@ -3,7 +3,7 @@
 // `portcullis --serve` set when the one-time link was opened goes with them.
 
 import type { Event, Reply, Request, Response } from "../protocol";
-import { HelperError, LinkError, type LinkState, type Transport } from "./transport";
+import { HelperError, LinkError, type AppEntry, type LinkState, type Transport } from "./transport";
 
 const SIGNED_OUT =
   "This browser is not signed in. Open the link that `portcullis --serve` printed " +
@@ -42,6 +42,17 @@ export class HttpTransport implements Transport {
       parsed = { message: text.trim() };
     }
     throw new LinkError(parsed.kind ?? `http_${answer.status}`, parsed.message ?? `HTTP ${answer.status}`);
+  }
+
+  async appEntries(): Promise<Record<string, AppEntry>> {
+    const answer = await this.fetchFn(`${this.base}/api/app-entries`, { credentials: "same-origin" });
+    if (answer.status !== 200) throw new LinkError(`http_${answer.status}`, `app entries: HTTP ${answer.status}`);
+    return (await answer.json()) as Record<string, AppEntry>;
+  }
+
+  /** The route serves only icons the scan found; the image loads when it is drawn. */
+  appIcon(key: string): Promise<string | null> {
+    return Promise.resolve(`${this.base}/api/app-icon?key=${encodeURIComponent(key)}`);
   }
 
   subscribe(handlers: { event(event: Event): void; link(state: LinkState): void }): () => void {

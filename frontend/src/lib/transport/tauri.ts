@@ -6,7 +6,7 @@
 // protocol event. The app reconnects by itself; this side only listens.
 
 import type { Event, Reply, Request, Response } from "../protocol";
-import { HelperError, LinkError, type LinkState, type Transport } from "./transport";
+import { HelperError, LinkError, type AppEntry, type LinkState, type Transport } from "./transport";
 
 /** The part of Tauri's global API (`app.withGlobalTauri`) this transport uses. */
 export interface TauriCore {
@@ -40,6 +40,15 @@ export class TauriTransport implements Transport {
     }
     if ("ok" in reply) return reply.ok;
     throw new HelperError(reply.err.code, reply.err.message);
+  }
+
+  async appEntries(): Promise<Record<string, AppEntry>> {
+    return (await this.core.invoke("app_entries")) as Record<string, AppEntry>;
+  }
+
+  /** A `data:` URL (the window's CSP allows those for images), or `null`. */
+  async appIcon(key: string): Promise<string | null> {
+    return ((await this.core.invoke("app_icon", { key })) as string | null) ?? null;
   }
 
   subscribe(handlers: { event(event: Event): void; link(state: LinkState): void }): () => void {

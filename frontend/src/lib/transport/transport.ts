@@ -13,12 +13,24 @@ export type LinkState =
   /** Browser mode only: this browser is not (or no longer) signed in. */
   | { state: "signed_out"; message: string };
 
+/** An app's `.desktop` entry, as the lookup table gives it. */
+export interface AppEntry {
+  name: string;
+  /** Whether `appIcon` has an icon for the key. */
+  icon: boolean;
+}
+
 export interface Transport {
   /** Sends one request; resolves with the helper's response, rejects with
    * `HelperError` (the helper refused it; nothing changed) or `LinkError` (not delivered). */
   request(request: Request): Promise<Response>;
   /** Starts receiving events and link changes; returns a function that stops. */
   subscribe(handlers: { event(event: Event): void; link(state: LinkState): void }): () => void;
+  /** Apps' names and icons from their `.desktop` entries, by app key (not the helper's:
+   * the app scans them in the user's session). Optional: without it, file names show. */
+  appEntries?(): Promise<Record<string, AppEntry>>;
+  /** A URL (same origin or `data:`) of the icon of an app whose entry has one. */
+  appIcon?(key: string): Promise<string | null>;
 }
 
 /** The helper answered with an error: its code and its one-line message for people (which
