@@ -100,6 +100,9 @@ fn connections_carry_country_and_asn_and_rules_on_them_decide() {
     ] {
         let added = helper.ctl_json(["rules", "add", "--app", key, "-", &rule]);
         assert_eq!(connect(), Some(REFUSED), "- {rule}");
+        // `explain` answers as the verdict path decides.
+        let why = helper.ctl_json(["explain", "--app", key, "tcp", PUBLIC, "7"]);
+        assert_eq!(why["verdict"], "block", "- {rule}: {why}");
         let id = added["id"].to_string();
         helper.ctl_json(["rules", "remove", &id]);
         assert_eq!(connect(), Some(OK), "after removing - {rule}");

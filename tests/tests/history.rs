@@ -264,12 +264,13 @@ fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
     let helper = lab.client().start_helper(HelperOpts::default());
     let out = lab
         .client()
-        .run("iperf3", ["-c", &server, "-p", "5201", "-n", "200M", "-J"]);
+        .run("iperf3", ["-c", &server, "-p", "5201", "-n", "2G", "-J"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // What the other end received (TCP's acknowledged bytes are what arrived, which at the
-    // end of a transfer can be a little less than what iperf3 wrote).
-    let sent = report["end"]["sum_received"]["bytes"].as_u64().unwrap();
-    assert!(sent >= 190 << 20, "{sent}");
+    // What iperf3 says it sent. TCP's acknowledged count lies between that and what the
+    // server read (a socket buffer or two apart, reset at the end): a long transfer keeps
+    // the difference well under 1%.
+    let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap();
+    assert!(sent >= 2 << 30, "{sent}");
     drop(iperf);
 
     // The data connection's row carries what it sent; the control connection's little more.
@@ -292,7 +293,7 @@ fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
     let error = (recorded as f64 - sent as f64).abs() / sent as f64;
     assert!(
         error <= 0.01,
-        "history says {recorded} bytes out, iperf3 says {sent} arrived ({:.3}% apart): {kept:#?}",
+        "history says {recorded} bytes out, iperf3 says it sent {sent} ({:.3}% apart): {kept:#?}",
         error * 100.0
     );
     // And the app's bandwidth counts them too.

@@ -87,6 +87,19 @@ fn listed_names_are_refused_for_the_apps_that_use_the_list() {
         "{rows:?}"
     );
 
+    // `explain` of a connection that carries the name says the same.
+    let why = helper.ctl_json([
+        "explain",
+        "--app",
+        key,
+        "--domain",
+        "pixel.tracker.test",
+        "tcp",
+        "192.0.2.11",
+        "443",
+    ]);
+    assert_eq!(why["decided_by"]["kind"], "list", "{why}");
+
     // An app that only uses the ad lists is not stopped by the tracker list.
     helper.ctl_json([
         "settings",

@@ -453,7 +453,7 @@ const CSV_HEADER: &str = "id,time_ms,kind,app,pid,exe,direction,protocol,local,l
 /// One CSV field, quoted when it needs to be (RFC 4180); a leading `=`, `+`, `-` or `@`
 /// is prefixed with `'` so that spreadsheets do not run it as a formula.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_owned()

@@ -13,8 +13,24 @@ use serde_json::Value;
 /// Makes text from the helper safe for a terminal: executable paths come from the system
 /// and may hold control characters that would otherwise drive the terminal.
 pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        std::borrow::Cow::Owned(text.chars().flat_map(char::escape_default).collect())
+    // Control characters, and the bidirectional overrides and isolates that could make a
+    // path read as another on screen.
+    let bad =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if text.chars().any(bad) {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .flat_map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else if bad(c) {
+                        c.escape_unicode().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect(),
+        )
     } else {
         std::borrow::Cow::Borrowed(text)
     }

@@ -348,34 +348,50 @@ impl Handler {
 
 /// Keeps the resolver's split horizon in step with the links' own DNS (a VPN coming up, a
 /// new Wi-Fi network), reading it now and every `refresh_secs`.
-async fn follow_links(handler: Arc<Handler>, section: crate::link_dns::LinksSection) {
+async fn follow_links(
+    handler: Arc<Handler>,
+    section: crate::link_dns::LinksSection,
+    configured: Vec<String>,
+) {
     let mut current: Option<Vec<portcullis_dns::LocalZone>> = None;
     let every = Duration::from_secs(section.refresh_secs.clamp(1, 3600));
+    // A link never takes a configured zone, or a part of one, from its configured servers.
+    let configured: Vec<String> = configured
+        .iter()
+        .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    let taken = |zone: &str| {
+        configured
+            .iter()
+            .any(|c| zone == c || zone.ends_with(&format!(".{c}")))
+    };
     loop {
         let read_section = section.clone();
         let found = tokio::task::spawn_blocking(move || crate::link_dns::read(&read_section))
             .await
             .ok()
             .flatten();
-        let (zones, source) = found.unwrap_or((Vec::new(), "nothing"));
-        if current.as_ref() != Some(&zones) {
-            match handler.resolver.set_link_zones(&zones) {
-                Ok(()) => {
-                    tracing::info!(
-                        zones = zones.len(),
-                        source,
-                        "the links' own DNS zones changed"
-                    );
-                    tracing::debug!(
-                        zones = ?zones.iter().map(|z| z.zone.as_str()).collect::<Vec<_>>(),
-                        "links' zones"
-                    );
-                    current = Some(zones);
+        // No answer (a tool timed out, D-Bus restarting) is not "no links": keep what is known.
+        if let Some((mut zones, source)) = found {
+            zones.retain(|z| !taken(&z.zone));
+            if current.as_ref() != Some(&zones) {
+                match handler.resolver.set_link_zones(&zones) {
+                    Ok(()) => {
+                        tracing::info!(
+                            zones = zones.len(),
+                            source,
+                            "the links' own DNS zones changed"
+                        );
+                        tracing::debug!(
+                            zones = ?zones.iter().map(|z| z.zone.as_str()).collect::<Vec<_>>(),
+                            "links' zones"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the links' own DNS zones were not taken");
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the links' own DNS zones were not taken");
-                    current = Some(zones);
-                }
+                current = Some(zones);
             }
         }
         tokio::time::sleep(every).await;
@@ -606,6 +622,12 @@ impl Dns {
         let listen = section.resolver.listen.clone();
         let limits = section.resolver.server;
         let links = section.links.clone();
+        let configured: Vec<String> = section
+            .resolver
+            .local_zones
+            .iter()
+            .map(|z| z.zone.clone())
+            .collect();
         let follow = Arc::clone(&resolver);
         let thread = std::thread::Builder::new()
             .name("dns".into())
@@ -628,7 +650,7 @@ impl Dns {
                             let _ = ready_tx.send(Ok(server.local_addrs().to_vec()));
                             let links = links
                                 .enabled
-                                .then(|| tokio::spawn(follow_links(follow, links)));
+                                .then(|| tokio::spawn(follow_links(follow, links, configured)));
                             let _ = stop_rx.await;
                             if let Some(task) = links {
                                 task.abort();

@@ -443,16 +443,32 @@ fn record_traffic(
     const MAX_WAITING: usize = 4096;
     let mut waiting: std::collections::VecDeque<(std::time::Instant, TrafficEvent)> =
         std::collections::VecDeque::new();
+    let mut retried = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let next = events.next(Duration::from_millis(100));
+        // Everything the ring holds now, then the waiting ends at most every 100 ms: a flood
+        // of reports never costs a pass over the waiting ones each.
+        let mut fresh = Vec::new();
+        if let Some(first) = events.next(Duration::from_millis(100)) {
+            fresh.push(first);
+            while fresh.len() < 4096 {
+                match events.next(Duration::ZERO) {
+                    Some(e) => fresh.push(e),
+                    None => break,
+                }
+            }
+        }
         if !history.is_on() {
             waiting.clear();
             continue;
         }
         let now = std::time::Instant::now();
-        let mut retry = std::mem::take(&mut waiting);
-        retry.extend(next.map(|e| (now + WAIT, e)));
-        for (until, event) in retry {
+        let mut pending: Vec<(std::time::Instant, TrafficEvent)> =
+            fresh.into_iter().map(|e| (now + WAIT, e)).collect();
+        if now.duration_since(retried) >= Duration::from_millis(100) {
+            retried = now;
+            pending.extend(waiting.drain(..));
+        }
+        for (until, event) in pending {
             match flows.app_at(event.protocol, event.local, event.remote) {
                 Some(app) => {
                     tracing::trace!(
@@ -915,15 +931,16 @@ impl VerdictLoop {
         verdict: Verdict,
         how: &str,
     ) {
-        if let (Verdict::Allow, Some((flow, local))) = (verdict, flow) {
-            self.flows.insert(flow, &key.app, key.direction, local);
-        }
         if let Some(info) = self.shared.log.settle(connection, verdict, how)
             && self.shared.events.receiver_count() > 0
         {
             let _ = self.shared.events.send(Event::Connection {
                 connection: Box::new(info),
             });
+        }
+        // After its record (see `decide`).
+        if let (Verdict::Allow, Some((flow, local))) = (verdict, flow) {
+            self.flows.insert(flow, &key.app, key.direction, local);
         }
     }
 
@@ -1264,10 +1281,13 @@ impl VerdictLoop {
             decided_in_kernel: false,
         };
         let verdict = info.explanation.verdict;
-        if let (Verdict::Allow, Some((key, local))) = (verdict, flow) {
-            self.flows.insert(key, &info.app, direction, local);
-        }
+        // The record first: what the connection carries is matched through the table, and
+        // must find its row already on its way to history.
+        let allowed = (verdict == Verdict::Allow).then(|| info.app.clone());
         publish(shared, info);
+        if let (Some(app), Some((key, local))) = (allowed, flow) {
+            self.flows.insert(key, &app, direction, local);
+        }
         match held {
             Some(ask) => Outcome::Hold(Box::new(ask)),
             None => Outcome::Answer(verdict),

@@ -37,6 +37,9 @@ pub struct HistorySection {
     pub max_rows: u64,
     /// Days the per-app bandwidth totals are kept (default 365; 0: no age limit).
     pub keep_bandwidth_days: u32,
+    /// The largest the history file may grow, in MiB (default 1024): past it new records
+    /// are lost (counted), never the disk the settings live on.
+    pub max_size_mb: u64,
 }
 
 impl Default for HistorySection {
@@ -47,6 +50,7 @@ impl Default for HistorySection {
             keep_blocked_days: 90,
             max_rows: 2_000_000,
             keep_bandwidth_days: 365,
+            max_size_mb: 1024,
         }
     }
 }
@@ -140,6 +144,7 @@ impl History {
     ) -> Result<History, h::HistoryError> {
         let config = h::WriterConfig {
             retention: section.retention(),
+            max_bytes: Some(section.max_size_mb.max(1).saturating_mul(1 << 20)),
             ..h::WriterConfig::default()
         };
         let dont_record: h::DontRecord = Arc::new(move |app: &str| !records(&policy, app));
@@ -196,13 +201,28 @@ impl History {
             id: i64::try_from(c.id).unwrap_or(i64::MAX),
         });
         let page = self.read(|s| s.query(&filter, after, limit))?;
-        Ok(HistoryPage {
-            rows: page.rows.into_iter().map(to_row).collect(),
-            next: page.next.map(|c| HistoryCursor {
-                unix_ms: u64::try_from(c.unix_ms).unwrap_or(0),
-                id: u64::try_from(c.id).unwrap_or(0),
-            }),
-        })
+        let mut next = page.next.map(|c| HistoryCursor {
+            unix_ms: u64::try_from(c.unix_ms).unwrap_or(0),
+            id: u64::try_from(c.id).unwrap_or(0),
+        });
+        // A page must fit in one frame: rows with long paths and explanations end it early.
+        let mut rows = Vec::with_capacity(page.rows.len());
+        let mut size = 0_usize;
+        for row in page.rows.into_iter().map(to_row) {
+            size += serde_json::to_vec(&row).map_or(0, |v| v.len());
+            if size > PAGE_BYTES_MAX
+                && let Some(last) = rows.last()
+            {
+                let last: &HistoryRow = last;
+                next = Some(HistoryCursor {
+                    unix_ms: last.unix_ms,
+                    id: last.id,
+                });
+                break;
+            }
+            rows.push(row);
+        }
+        Ok(HistoryPage { rows, next })
     }
 
     /// The top apps, domains or countries among rows matching `filter`.
@@ -332,6 +352,9 @@ fn check_limit(limit: u32) -> Result<usize, ErrorFrame> {
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+/// Most bytes of rows in one page (the frame limit is 1 MiB).
+const PAGE_BYTES_MAX: usize = 768 * 1024;
 
 /// Longest domain or search text a filter may carry (a domain is at most 253 bytes).
 const MAX_FILTER_TEXT: usize = 256;

@@ -53,35 +53,41 @@ fn run(program: &std::path::Path, args: &[&str]) -> Option<String> {
     }
     let mut child = Command::new(program)
         .args(args)
+        .env_clear()
         .env("LC_ALL", "C")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SYSTEMD_PAGER", "")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
+    // Read while it runs: a full pipe would otherwise stall it until the deadline.
+    let stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut out = Vec::new();
+        let _ = stdout.take(MAX_OUTPUT as u64).read_to_end(&mut out);
+        out
+    });
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => {
-                let mut out = Vec::new();
-                if let Some(mut stdout) = child.stdout.take() {
-                    use std::io::Read as _;
-                    let _ = (&mut stdout).take(MAX_OUTPUT as u64).read_to_end(&mut out);
-                }
-                return status
-                    .success()
-                    .then(|| String::from_utf8_lossy(&out).into_owned());
-            }
+            Ok(Some(status)) => break Some(status),
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return None;
+                break None;
             }
         }
-    }
+    };
+    let out = reader.join().ok()?;
+    status
+        .filter(std::process::ExitStatus::success)
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The links' zones now, and where they came from (`None`: no source answered).
@@ -130,14 +136,52 @@ fn usable(ip: IpAddr) -> bool {
     }
 }
 
-/// A domain as a zone: lowercase, no leading `~` or trailing dot; `None` for the root or junk.
+/// A domain as a zone: lowercase, no leading `~` or trailing dot, valid labels; `None` for
+/// the root or junk.
 fn zone_name(text: &str) -> Option<String> {
     let z = text.trim().trim_start_matches('~').trim_end_matches('.');
     let fine = !z.is_empty()
         && z.len() <= 253
+        && z.split('.').all(|l| !l.is_empty() && l.len() <= 63)
         && z.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
     fine.then(|| z.to_ascii_lowercase())
+}
+
+/// Names for private use only: a network may always keep these to itself.
+const PRIVATE_SINGLE_LABELS: &[&str] = &[
+    "lan",
+    "home",
+    "internal",
+    "intranet",
+    "corp",
+    "private",
+    "localdomain",
+];
+
+fn is_private_use(zone: &str) -> bool {
+    let under = |suffix: &str| zone == suffix || zone.ends_with(&format!(".{suffix}"));
+    let private_reverse = under("10.in-addr.arpa")
+        || under("168.192.in-addr.arpa")
+        || (16..=31).any(|n| under(&format!("{n}.172.in-addr.arpa")))
+        || under("d.f.ip6.arpa");
+    PRIVATE_SINGLE_LABELS.contains(&zone) || under("home.arpa") || private_reverse
+}
+
+/// Whether a link may keep `zone` to its own resolvers. Private-use names always; other names
+/// only as routing domains (`~corp.example`, what VPNs set, not what any network's DHCP hands
+/// out as a search domain), with at least two labels and never a reverse-lookup tree as a
+/// whole. A café's network can thus never take `com` or `google.com` off the encrypted
+/// upstreams.
+fn acceptable(zone: &str, routing_only: bool) -> bool {
+    if is_private_use(zone) {
+        return true;
+    }
+    routing_only
+        && zone.contains('.')
+        && !matches!(zone, "in-addr.arpa" | "ip6.arpa" | "arpa")
+        && !zone.ends_with(".in-addr.arpa")
+        && !zone.ends_with(".ip6.arpa")
 }
 
 /// Zones from per-link servers and domains.
@@ -202,8 +246,10 @@ fn from_resolved(dns: &str, domains: &str) -> Vec<LocalZone> {
         }
     }
     let mut by_link: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (link, name, _routing_only) in names {
-        if let (true, Some(z)) = (link > 0, zone_name(&name)) {
+    for (link, name, routing_only) in names {
+        if let (true, Some(z)) = (link > 0, zone_name(&name))
+            && acceptable(&z, routing_only)
+        {
             by_link.entry(link.to_string()).or_default().push(z);
         }
     }
@@ -232,7 +278,9 @@ fn from_nmcli(text: &str) -> Vec<LocalZone> {
                 }
             }
             "IP4.DOMAIN" | "IP6.DOMAIN" => {
-                if let Some(z) = zone_name(&value) {
+                // NetworkManager writes routing domains with a leading `~`.
+                let routing = value.trim().starts_with('~');
+                if let Some(z) = zone_name(&value).filter(|z| acceptable(z, routing)) {
                     let list = domains.entry(device.clone()).or_default();
                     if !list.contains(&z) {
                         list.push(z);
@@ -263,14 +311,19 @@ mod tests {
     #[test]
     fn resolved_links_give_their_domains_and_servers() {
         let dns = r#"{"type":"a(iiay)","data":[[0,2,[1,1,1,1]],[3,2,[10,8,0,1]],[3,10,[253,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]],[2,2,[192,168,1,1]],[2,10,[254,128,0,0,0,0,0,0,0,0,0,0,0,0,0,1]],[4,2,[1,2]]]}"#;
-        let domains = r#"{"type":"a(isb)","data":[[0,"example.org",false],[3,"corp.example",true],[3,"Internal.Corp.",false],[2,"lan",false],[2,".",true],[5,"nolink.example",false]]}"#;
+        let domains = r#"{"type":"a(isb)","data":[[0,"example.org",false],[3,"corp.example",true],[3,"Internal.Corp.",true],[2,"lan",false],[2,".",true],[2,"com",true],[2,"google.com",false],[2,"in-addr.arpa",true],[2,"168.192.in-addr.arpa",false],[5,"nolink.example",false]]}"#;
         let z = from_resolved(dns, domains);
         let p = pairs(&z);
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
         assert!(p.iter().any(|(zone, s)| zone == "lan" && s.len() == 1));
+        assert!(p.iter().any(|(zone, _)| zone == "168.192.in-addr.arpa"));
         let corp = p.iter().find(|(zone, _)| zone == "corp.example").unwrap();
         assert_eq!(corp.1.len(), 2, "IPv4 and a ULA IPv6 server: {corp:?}");
         assert!(p.iter().any(|(zone, _)| zone == "internal.corp"));
+        // A network may not take public names: not a TLD, not a search domain, not all reverse.
+        for taken in ["com", "google.com", "in-addr.arpa"] {
+            assert!(!p.iter().any(|(zone, _)| zone == taken), "{taken}: {p:?}");
+        }
         // Junk does not parse, and is no zone.
         assert!(from_resolved("not json", "{}").is_empty());
         assert!(
@@ -285,6 +338,7 @@ mod tests {
     #[test]
     fn network_manager_devices_give_their_domains_and_servers() {
         let text = "GENERAL.DEVICE:wlan0\nIP4.DNS[1]:192.168.1.1\nIP4.DOMAIN[1]:home.arpa\n\
+                    IP4.DOMAIN[2]:cafe-wifi.example\nIP4.DOMAIN[3]:a..b\n\
                     IP6.DNS[1]:fd00\\:\\:1\nIP6.DNS[2]:fe80\\:\\:1\n\n\
                     GENERAL.DEVICE:tun0\nIP4.DNS[1]:10.8.0.1\nIP4.DOMAIN[1]:~corp.example\n\
                     IP4.DOMAIN[2]:~.\n\nGENERAL.DEVICE:lo\n";

@@ -144,6 +144,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         .context("invalid [updates] configuration")?,
     );
 
+    lock(&service).set_intel(geo.clone(), lists.clone());
     let rates = Arc::new(crate::rates::Rates::default());
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let domains = Arc::new(crate::live::DomainMap::default());

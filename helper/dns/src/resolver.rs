@@ -175,8 +175,11 @@ struct Split {
 }
 
 impl Split {
+    /// `zones_in` starts with the `configured` zones the user wrote; only those (and `allow`)
+    /// may resolve to private addresses through public resolvers.
     fn build(
         zones_in: &[crate::config::LocalZone],
+        configured: usize,
         allow: &[Name],
         rebinding_enabled: bool,
         attempt: Duration,
@@ -202,7 +205,10 @@ impl Split {
                 hook.cloned(),
             )?));
         }
-        let mut allowed: Vec<Name> = set.zones().to_vec();
+        let mut allowed: Vec<Name> = Vec::new();
+        for z in zones_in.iter().take(configured) {
+            allowed.push(parse_domain(&z.zone)?);
+        }
         allowed.extend(allow.iter().cloned());
         Ok(Split {
             zones: set,
@@ -253,6 +259,7 @@ impl Resolver {
         }
         let split = Split::build(
             &config.local_zones,
+            config.local_zones.len(),
             &rebinding_allow,
             config.rebinding.enabled,
             attempt,
@@ -315,6 +322,7 @@ impl Resolver {
         all.extend(links.iter().cloned());
         let split = Split::build(
             &all,
+            self.configured.len(),
             &self.rebinding_allow,
             self.rebinding_enabled,
             self.attempt,

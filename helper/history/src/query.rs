@@ -775,7 +775,7 @@ impl Store {
     }
 
     /// Bytes, packets and connections per app per bucket, for buckets starting in
-    /// `[since_ms, until_ms)`, oldest first; one app or all.
+    /// `[since_ms, until_ms)`, oldest first; one app or all. At most 100,000 points.
     pub fn bandwidth(
         &self,
         since_ms: i64,
@@ -801,7 +801,7 @@ impl Store {
                     FROM bandwidth_minute
                     WHERE minute >= ?1 AND minute < ?2 AND (?4 IS NULL OR app_id = ?4)
                     GROUP BY app_id, b) g
-                ORDER BY g.b, 1"
+                ORDER BY g.b, 1 LIMIT 100000"
             }
             Bucket::Hour => {
                 "SELECT (SELECT key FROM apps WHERE id = g.app_id), g.* FROM (
@@ -810,7 +810,7 @@ impl Store {
                     FROM bandwidth_hour
                     WHERE hour >= ?1 AND hour < ?2 AND (?4 IS NULL OR app_id = ?4)
                     GROUP BY app_id, b) g
-                ORDER BY g.b, 1"
+                ORDER BY g.b, 1 LIMIT 100000"
             }
         };
         let err = self.err("compute bandwidth");

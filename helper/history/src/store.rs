@@ -368,6 +368,22 @@ impl Store {
         }
     }
 
+    /// Caps the database file at about `bytes`: past it, inserts fail (counted by the writer)
+    /// while queries, retention and clearing go on, and the space retention frees is reused.
+    /// A history flood can thus never fill the disk the settings live on.
+    pub fn set_max_bytes(&mut self, bytes: u64) -> Result<(), HistoryError> {
+        let err = self.err("cap the database size");
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(&err)?;
+        let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page.max(512);
+        self.conn
+            .pragma_update(None, "max_page_count", pages.max(64))
+            .map_err(&err)?;
+        Ok(())
+    }
+
     /// Writes `records` in one transaction, and adds their bytes to the per-minute rollup.
     /// On failure nothing of the batch is written.
     pub fn insert(&mut self, records: &[Record]) -> Result<(), HistoryError> {
@@ -762,10 +778,14 @@ fn upsert_rollup(
     Ok(())
 }
 
+/// How far back a connection's row is looked for when its traffic is reported: connections
+/// open longer than this keep their bytes in the app's bandwidth only.
+const TRAFFIC_WINDOW_MS: i64 = 7 * 86_400_000;
+
 /// Writes what ended connections carried into their rows (the newest open row of the app
 /// with the same ports and remote address) and into the bandwidth rollups, at the minute
-/// each ended. Returns how many rows were found. A connection of an app history never saw
-/// still counts in the app's bandwidth.
+/// each ended. Returns how many rows were found. A connection whose row is not found still
+/// counts in its app's bandwidth; an app history has never seen is left out.
 fn add_traffic_batch(conn: &mut Connection, items: &[Traffic]) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let mut rollup: HashMap<(i64, i64), Totals> = HashMap::new();
@@ -776,7 +796,7 @@ fn add_traffic_batch(conn: &mut Connection, items: &[Traffic]) -> rusqlite::Resu
             "UPDATE events SET bytes_out = ?1, bytes_in = ?2, packets_out = ?3,
                 packets_in = ?4, end_ms = ?5
              WHERE id = (SELECT id FROM events
-                WHERE app_id = ?6 AND ts <= ?5 AND kind = 0 AND end_ms IS NULL
+                WHERE app_id = ?6 AND ts <= ?5 AND ts >= ?11 AND kind = 0 AND end_ms IS NULL
                     AND protocol = ?7 AND local_port = ?8 AND remote_port = ?9
                     AND remote_ip = ?10
                 ORDER BY ts DESC, id DESC LIMIT 1)",
@@ -797,6 +817,9 @@ fn add_traffic_batch(conn: &mut Connection, items: &[Traffic]) -> rusqlite::Resu
                 t.local_port,
                 t.remote_port,
                 ip_to_blob(t.remote),
+                // Bounded: a report whose row is gone (lost, retention) never walks the app's
+                // whole history.
+                t.end_ms.saturating_sub(TRAFFIC_WINDOW_MS),
             ])? as u64;
             let r = rollup
                 .entry((t.end_ms.div_euclid(60_000) * 60_000, app_id))

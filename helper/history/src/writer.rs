@@ -34,6 +34,11 @@ pub struct WriterConfig {
     pub retention_every: Duration,
     /// How thoroughly the database is checked when it is opened.
     pub verify: Verify,
+    /// The largest the database file may grow, in bytes (`None`: no cap).
+    pub max_bytes: Option<u64>,
+    /// Retention also runs after this many rows were written since it last ran, so a flood
+    /// cannot outgrow the row limits between timed passes.
+    pub retention_every_rows: u64,
 }
 
 impl Default for WriterConfig {
@@ -45,6 +50,8 @@ impl Default for WriterConfig {
             retention: Retention::default(),
             retention_every: Duration::from_secs(600),
             verify: Verify::Schema,
+            max_bytes: None,
+            retention_every_rows: 200_000,
         }
     }
 }
@@ -166,7 +173,10 @@ impl Writer {
         config: WriterConfig,
         dont_record: Option<DontRecord>,
     ) -> Result<(Writer, Option<PathBuf>), HistoryError> {
-        let opened = Store::open(path, config.verify)?;
+        let mut opened = Store::open(path, config.verify)?;
+        if let Some(bytes) = config.max_bytes {
+            opened.store.set_max_bytes(bytes)?;
+        }
         let (tx, rx) = mpsc::sync_channel(config.capacity.max(1));
         let counters = Arc::new(Counters::default());
         let state = Thread {
@@ -176,6 +186,7 @@ impl Writer {
             counters: Arc::clone(&counters),
             config,
             dont_record,
+            since_retention: 0,
         };
         let thread = std::thread::Builder::new()
             .name("history-writer".into())
@@ -277,6 +288,8 @@ struct Thread {
     counters: Arc<Counters>,
     config: WriterConfig,
     dont_record: Option<DontRecord>,
+    /// Rows written since retention last ran.
+    since_retention: u64,
 }
 
 impl Thread {
@@ -377,6 +390,17 @@ impl Thread {
             match self.check(result) {
                 Ok(()) => {
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
+                    self.since_retention += n;
+                    if self.since_retention >= self.config.retention_every_rows {
+                        self.since_retention = 0;
+                        let retention = self.config.retention;
+                        let result = self
+                            .store()
+                            .and_then(|s| s.apply_retention(&retention, now_ms()));
+                        if let Err(e) = self.check(result) {
+                            tracing::warn!(error = %e, "history retention failed");
+                        }
+                    }
                 }
                 Err(e) => {
                     self.counters.failed.fetch_add(n, Ordering::Relaxed);
@@ -399,7 +423,10 @@ impl Thread {
     /// The database, reopened if an earlier corruption left none.
     fn store(&mut self) -> Result<&mut Store, HistoryError> {
         if self.store.is_none() {
-            let opened = Store::open(&self.path, Verify::Schema)?;
+            let mut opened = Store::open(&self.path, Verify::Schema)?;
+            if let Some(bytes) = self.config.max_bytes {
+                opened.store.set_max_bytes(bytes)?;
+            }
             self.store = Some(opened.store);
         }
         self.store.as_mut().ok_or(HistoryError::WriterGone)
@@ -414,7 +441,10 @@ impl Thread {
             // The old connection must be closed before its file is renamed (Windows).
             self.store = None;
             match Store::move_aside_and_open(&self.path) {
-                Ok(opened) => {
+                Ok(mut opened) => {
+                    if let Some(bytes) = self.config.max_bytes {
+                        let _ = opened.store.set_max_bytes(bytes);
+                    }
                     self.store = Some(opened.store);
                     self.counters.moved_aside.fetch_add(1, Ordering::Relaxed);
                 }

@@ -241,3 +241,66 @@ fn a_database_corrupted_while_running_is_moved_aside_and_writing_goes_on() {
     let reader = Store::open_reader(&path).unwrap();
     assert!(reader.count().unwrap() >= 1);
 }
+
+#[test]
+fn a_flood_stops_at_the_size_cap_and_row_retention_runs_between_timed_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    // A small file cap: the flood fails past it (counted) and the file stops growing.
+    let cap = 512 * 1024;
+    let (writer, _) = Writer::start(
+        &path,
+        WriterConfig {
+            max_bytes: Some(cap),
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
+    for round in 0..40u32 {
+        for i in 0..500u32 {
+            let mut r = record(round * 500 + i, "/usr/bin/curl");
+            r.domain = Some(format!("x{round}-{i}.flood.example"));
+            while !writer.record(r.clone()) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        writer.flush().unwrap();
+    }
+    let stats = writer.stats();
+    assert!(stats.failed > 0, "{stats:?}");
+    assert!(std::fs::metadata(&path).unwrap().len() <= cap + 64 * 1024);
+    // Queries still work on the full database.
+    assert!(Store::open_reader(&path).unwrap().count().unwrap() > 0);
+    drop(writer);
+
+    // Row limits are applied after every `retention_every_rows` rows, not only on the timer.
+    let path = dir.path().join("r.sqlite3");
+    let keep = ClassRetention {
+        max_age: None,
+        max_rows: Some(300),
+    };
+    let (writer, _) = Writer::start(
+        &path,
+        WriterConfig {
+            retention: Retention {
+                allowed: keep,
+                blocked: keep,
+                bandwidth_max_age: None,
+            },
+            retention_every: Duration::from_secs(3600),
+            retention_every_rows: 1_000,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
+    for i in 0..3_000 {
+        while !writer.record(record(i, "/usr/bin/curl")) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    writer.flush().unwrap();
+    let rows = Store::open_reader(&path).unwrap().count().unwrap();
+    assert!(rows <= 600 + 1_000, "{rows} rows after the flood");
+}

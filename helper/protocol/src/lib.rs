@@ -41,7 +41,11 @@ pub use updates::{UpdateOutcome, UpdateStatus};
 /// The version of this protocol. Both ends send it in `Hello`; a peer with another version
 /// is refused with a clear error, so an app and a helper from different releases never
 /// misread each other. Bump it only for incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 2;
+///
+/// 3: settings `record_history` and `filter_lists` (a new value type) and list decisions
+/// reach every client that lists settings or watches connections, which v2 clients cannot
+/// read.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts, in bytes (length prefix excluded). Larger frames close
 /// the connection: no legitimate request or response comes near it.

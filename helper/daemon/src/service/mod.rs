@@ -50,6 +50,11 @@ pub struct Service {
     attribution: Option<String>,
     /// Most app profiles (`MAX_APPS`; smaller in tests).
     max_apps: usize,
+    /// Geo data and filter lists, so that `explain` answers as the verdict path decides.
+    intel: Option<(
+        Arc<portcullis_intel::geo::LiveGeo>,
+        Arc<crate::lists::Lists>,
+    )>,
 }
 
 fn invalid(message: impl Into<String>) -> ErrorFrame {
@@ -171,6 +176,7 @@ impl Service {
             enforcement,
             attribution: None,
             max_apps: MAX_APPS,
+            intel: None,
         })
     }
 
@@ -712,6 +718,15 @@ impl Service {
 
     /// Decides a hypothetical connection with the policy in force. The facts a live
     /// connection would add (country, ASN) are not known for a hypothetical one.
+    /// The geo data and filter lists `explain` consults.
+    pub fn set_intel(
+        &mut self,
+        geo: Arc<portcullis_intel::geo::LiveGeo>,
+        lists: Arc<crate::lists::Lists>,
+    ) {
+        self.intel = Some((geo, lists));
+    }
+
     fn explain(
         &self,
         app: Option<&str>,
@@ -730,6 +745,20 @@ impl Service {
             }
             None => None,
         };
+        let (place, listed) = match &self.intel {
+            Some((geo, lists)) => (
+                crate::verdict::Place::of(&geo.load(), query.remote),
+                domain.as_deref().and_then(|d| {
+                    lists.check(
+                        app.and_then(|k| self.snapshot.apps.get(k))
+                            .map(|p| &p.overrides),
+                        &self.snapshot.global.overrides,
+                        d,
+                    )
+                }),
+            ),
+            None => (crate::verdict::Place::default(), None),
+        };
         let facts = Facts {
             direction: query.direction,
             protocol: query.protocol,
@@ -738,10 +767,10 @@ impl Service {
             local_port: query.local_port,
             domain: domain.as_deref(),
             looked_up: domain.is_some(),
-            country: None,
-            asn: None,
-            continent: None,
-            listed: None,
+            country: place.country,
+            asn: place.asn,
+            continent: place.continent,
+            listed: listed.as_ref().map(crate::lists::Listed::hit),
         };
         let app_rules = app.and_then(|key| {
             self.snapshot.apps.get(key).map(|p| ProfileRules {
