@@ -8,7 +8,8 @@ export type Route =
   | { view: "monitor" }
   /** `app` narrows the history to one app (the App panel links here). */
   | { view: "history"; app?: string }
-  | { view: "settings" };
+  | { view: "settings" }
+  | { view: "about" };
 
 export function parseHash(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/");
@@ -21,6 +22,8 @@ export function parseHash(hash: string): Route {
       return parts[1] ? { view: "history", app: decodeURIComponent(parts.slice(1).join("/")) } : { view: "history" };
     case "settings":
       return { view: "settings" };
+    case "about":
+      return { view: "about" };
     default:
       return { view: "overview" };
   }

@@ -216,6 +216,16 @@ export class Store {
     return call(this.transport, { method: "history_top", params: { by, filter, by_bytes: byBytes, limit } }, "history_top");
   }
 
+  /** Each app's traffic in the last second, busiest first. */
+  liveRates() {
+    return call(this.transport, { method: "live_rates" }, "rates");
+  }
+
+  /** The signed data updates' state, or (with `check`) a check now. */
+  updates(check = false) {
+    return call(this.transport, { method: check ? "update_check" : "update_status" }, "updates");
+  }
+
   /** Bytes per bucket for one app (or all), oldest first. */
   historyBandwidth(app: string | null, sinceMs: number, untilMs: number, bucket: HistoryBucket) {
     return call(
