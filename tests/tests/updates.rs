@@ -117,6 +117,9 @@ fn good_bundles_install_and_bad_ones_are_refused_keeping_the_old_data() {
     let old = www.path().join("old");
     publish(&old, &key, 1, &[(LIST, b"||shipped.test^\n||old.test^\n")]);
 
+    // Everything blocked by default: the helper's own download still passes.
+    helper.ctl_json(["settings", "set", "default_action", "block"]);
+
     // A good bundle: installed, and its entry blocks at once.
     publish(
         &site,

@@ -29,8 +29,8 @@ use portcullis_intercept::{
 };
 use portcullis_policy::resolve;
 use portcullis_protocol::{
-    Action, ConnectionInfo, DecidedBy, Direction, Event, Explanation, PromptInfo, PromptOutcome,
-    Protocol, SettingKey, SettingValue, Verdict,
+    Action, ConnectionInfo, DecidedBy, Direction, Event, Explanation, ProfileLabel, PromptInfo,
+    PromptOutcome, Protocol, SettingKey, SettingValue, Verdict,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -1174,6 +1174,23 @@ impl VerdictLoop {
                 ),
                 decided_by: DecidedBy::Paused {
                     until_unix_ms: until,
+                },
+            };
+        }
+        // The helper's own connections (its signed-update downloads; its DNS upstreams carry
+        // its mark and never get here) pass whatever the policy says: an update must never
+        // wait on a prompt or a default of "block".
+        if paused.is_none()
+            && direction == Direction::Outbound
+            && process.is_some_and(|p| p.pid == std::process::id())
+        {
+            explanation = Explanation {
+                verdict: Verdict::Allow,
+                summary: "allowed: the helper's own connection (signed data updates)".into(),
+                decided_by: DecidedBy::Rule {
+                    profile: ProfileLabel::BuiltIn,
+                    rule_id: None,
+                    text: "+ the helper's own connections".into(),
                 },
             };
         }
