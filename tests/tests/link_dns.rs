@@ -43,21 +43,28 @@ fn a_links_domains_go_to_its_resolver_while_it_is_up() {
         &[],
     );
 
-    // What `busctl` says while the "VPN" (link 7) is up: its server and routing domain.
+    // What `busctl` says: while the "VPN" (link 7) is up, its server and routing domain;
+    // while it is down, no link DNS at all; while resolved is "restarting", nothing (fails).
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("vpn-up");
+    let broken = dir.path().join("resolved-down");
     let busctl = dir.path().join("busctl");
-    std::fs::write(
-        &busctl,
-        format!(
-            "#!/bin/sh\n[ -e {state} ] || exit 1\ncase \"$6\" in\n\
-             DNS) echo '{{\"type\":\"a(iiay)\",\"data\":[[7,2,[5,5,5,53]]]}}' ;;\n\
-             Domains) echo '{{\"type\":\"a(isb)\",\"data\":[[7,\"corp.test\",true]]}}' ;;\n\
-             *) exit 1 ;;\nesac\n",
-            state = state.display()
-        ),
-    )
-    .unwrap();
+    let script = r#"#!/bin/sh
+[ -e BROKEN ] && exit 1
+if [ -e STATE ]; then
+  dns='[[7,2,[5,5,5,53]]]'; domains='[[7,"corp.test",true]]'
+else
+  dns='[]'; domains='[]'
+fi
+case "$6" in
+  DNS) echo "{\"type\":\"a(iiay)\",\"data\":$dns}" ;;
+  Domains) echo "{\"type\":\"a(isb)\",\"data\":$domains}" ;;
+  *) exit 1 ;;
+esac
+"#
+    .replace("BROKEN", &broken.display().to_string())
+    .replace("STATE", &state.display().to_string());
+    std::fs::write(&busctl, script).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&busctl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = format!(
@@ -104,6 +111,13 @@ fn a_links_domains_go_to_its_resolver_while_it_is_up() {
             .any(|u| u["zone"] == "corp.test"),
         "{status}"
     );
+
+    // resolved cannot be asked for a while: that is no news, the VPN's zone stays.
+    std::fs::write(&broken, "").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = query();
+    assert!(out.stdout.contains("10.1.2.3"), "{out}");
+    std::fs::remove_file(&broken).unwrap();
 
     // And down again: back to the public upstream.
     std::fs::remove_file(&state).unwrap();

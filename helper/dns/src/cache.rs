@@ -123,6 +123,8 @@ struct Inner {
     order: BTreeMap<(Instant, u64), CacheKey>,
     bytes: usize,
     seq: u64,
+    /// Bumped by every [`Cache::clear`]: answers to questions asked before it are not stored.
+    generation: u64,
 }
 
 impl Inner {
@@ -209,17 +211,37 @@ impl Cache {
         self.lock().bytes
     }
 
-    /// Drops everything.
+    /// Drops everything; answers to questions asked before now will not be stored either.
     pub fn clear(&self) {
         let mut inner = self.lock();
         inner.map.clear();
         inner.order.clear();
         inner.bytes = 0;
+        inner.generation = inner.generation.wrapping_add(1);
+    }
+
+    /// The cache's generation: take it when a question goes upstream, and give it to
+    /// [`Cache::insert_from`] with the answer.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
     }
 
     /// Stores `message` (an upstream answer to `key`) if it is cacheable, as of `now`.
     /// Returns whether it was stored.
     pub fn insert(&self, key: CacheKey, message: &Message, now: Instant) -> bool {
+        let generation = self.generation();
+        self.insert_from(generation, key, message, now)
+    }
+
+    /// Like [`Cache::insert`] for a question asked at `generation`: an answer that was on
+    /// its way while the cache was cleared (the routes changed) is not stored.
+    pub fn insert_from(
+        &self,
+        generation: u64,
+        key: CacheKey,
+        message: &Message,
+        now: Instant,
+    ) -> bool {
         let Some(ttl) = cacheable_ttl(message, &self.limits) else {
             return false;
         };
@@ -254,6 +276,9 @@ impl Cache {
             return false;
         }
         let mut inner = self.lock();
+        if inner.generation != generation {
+            return false;
+        }
         inner.remove(&key);
         while inner.map.len() >= self.limits.max_entries
             || inner.bytes.saturating_add(bytes) > self.limits.max_bytes
@@ -493,6 +518,24 @@ mod tests {
         );
         tc.metadata.truncation = true;
         assert!(!cache.insert(key("x.example."), &tc, t0));
+    }
+
+    #[test]
+    fn an_answer_asked_before_a_clear_is_not_stored_after_it() {
+        let cache = Cache::new(CacheLimits::default());
+        let t0 = Instant::now();
+        let msg = answer(
+            ResponseCode::NoError,
+            vec![a("vpn.example.", 60, [10, 1, 2, 3])],
+            vec![],
+        );
+        let asked = cache.generation();
+        cache.clear();
+        assert!(!cache.insert_from(asked, key("vpn.example."), &msg, t0));
+        assert!(cache.get(&key("vpn.example."), t0).is_none());
+        let asked = cache.generation();
+        assert!(cache.insert_from(asked, key("vpn.example."), &msg, t0));
+        assert!(cache.get(&key("vpn.example."), t0).is_some());
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct Forward {
     query: Query,
     key: CacheKey,
     route: Route,
+    /// The cache's generation when the question was asked.
+    generation: u64,
 }
 
 impl Forward {
@@ -410,6 +412,8 @@ impl Resolver {
             return Step::Done(self.blocked(request, qname, style, because));
         }
 
+        // Taken before the routes: an answer on its way while they change is not cached.
+        let generation = self.cache.generation();
         let split = self.split();
         let route = match split.zones.find(qname) {
             Some((i, zone)) => match split.groups.get(i) {
@@ -438,6 +442,7 @@ impl Resolver {
             query: query.clone(),
             key,
             route,
+            generation,
         })
     }
 
@@ -461,7 +466,8 @@ impl Resolver {
                 }
             }
             Ok(answered) => {
-                self.cache.insert(forward.key, &answered.message, now);
+                self.cache
+                    .insert_from(forward.generation, forward.key, &answered.message, now);
                 let message = answered.message;
                 let sections = Sections {
                     rcode: message.metadata.response_code,
