@@ -24,8 +24,9 @@ build-debug:
 frontend:
 	cd frontend && npm run --silent build
 
-# Installs what is missing, builds, and starts the helper in the foreground on this machine.
-run: deps build intel-data
+# Installs what is missing, builds, and runs the helper in the foreground on this machine with
+# the app as the user who ran sudo: its window where a display is, else browser mode.
+run: deps build frontend intel-data
 	scripts/run-local "$(RELEASE_BIN)"
 
 # The Debian packages portcullis-helper and portcullis, in $(TARGET_DIR)/debian
