@@ -233,6 +233,64 @@ fn inbound_is_blocked_by_default_and_an_app_can_be_excepted() {
 }
 
 #[test]
+fn the_first_start_keeps_the_ssh_server_reachable_once() {
+    require_root!();
+    let lab = Lab::new("first-start");
+    // The stand-in for /usr/sbin/sshd: a listener named in [first_start] allow_inbound.
+    let dir = lab.dir().join("apps-sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sshd = dir.join("sshd");
+    std::fs::copy(portcullis_lab::lab_bin("lab-echo"), &sshd).unwrap();
+    let other = dir.join("other");
+    std::fs::copy(portcullis_lab::lab_bin("lab-echo"), &other).unwrap();
+    let _sshd = lab.client().spawn(lab.client().cmd(&sshd, ["tcp", "2222"]));
+    let _other = lab
+        .client()
+        .spawn(lab.client().cmd(&other, ["tcp", "2223"]));
+    lab.client().wait_for_port(2222, portcullis_lab::Proto::Tcp);
+    lab.client().wait_for_port(2223, portcullis_lab::Proto::Tcp);
+    let config = format!(
+        "[first_start]\nallow_inbound = [\"{}\", \"{}/not-installed\"]\n",
+        sshd.display(),
+        dir.display()
+    );
+    let mut helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let peer = lab.app("admin");
+    let client_ip = lab.client().ipv4().to_string();
+    let from_outside = |port: &str| {
+        lab.server().run_app(
+            &peer,
+            ["connect", "tcp", &client_ip, port, "--timeout-ms", "2000"],
+        )
+    };
+    let out = from_outside("2222");
+    assert_eq!(code(&out), OK, "the SSH server stays reachable: {out}");
+    let out = from_outside("2223");
+    assert_eq!(code(&out), REFUSED, "other listeners are not: {out}");
+    let key = sshd.to_str().unwrap();
+    let app = helper.ctl_json(["apps", "show", key]);
+    assert!(app.to_string().contains("block_inbound"), "{app}");
+    let apps = helper.ctl_json(["apps", "list"]);
+    assert!(
+        !apps.to_string().contains("not-installed"),
+        "a missing executable got a profile: {apps}"
+    );
+
+    // The user takes it back; a restart (the database exists) does not undo that.
+    helper.ctl_json(["settings", "set", "--app", key, "block_inbound", "true"]);
+    helper.restart();
+    let out = from_outside("2222");
+    assert_eq!(
+        code(&out),
+        REFUSED,
+        "the user's choice holds after a restart: {out}"
+    );
+}
+
+#[test]
 fn a_new_rule_cuts_a_connection_that_is_already_open() {
     require_root!();
     let lab = Lab::new("live");

@@ -34,6 +34,53 @@ pub struct Config {
     /// Signed data updates.
     #[serde(default)]
     pub updates: crate::updates::UpdatesSection,
+    /// What a new settings database starts with.
+    #[serde(default)]
+    pub first_start: FirstStartSection,
+}
+
+/// The `[first_start]` table: what the helper sets when it creates its settings database (the
+/// first start after installing), and never again; later the user's settings rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirstStartSection {
+    /// Executables (absolute paths) whose apps keep accepting inbound connections, for those
+    /// that exist: by default the SSH server, so that installing Portcullis on a machine its
+    /// admin reaches over SSH does not lock the admin out. `portcullisctl settings set --app
+    /// /usr/sbin/sshd block_inbound true` takes it back.
+    pub allow_inbound: Vec<PathBuf>,
+}
+
+/// Most executables `[first_start] allow_inbound` may name.
+const MAX_FIRST_START_APPS: usize = 64;
+
+impl Default for FirstStartSection {
+    fn default() -> Self {
+        Self {
+            allow_inbound: vec![PathBuf::from("/usr/sbin/sshd")],
+        }
+    }
+}
+
+impl FirstStartSection {
+    fn validate(&self) -> Result<(), String> {
+        if self.allow_inbound.len() > MAX_FIRST_START_APPS {
+            return Err(format!(
+                "[first_start] allow_inbound names {} executables; at most {MAX_FIRST_START_APPS}",
+                self.allow_inbound.len()
+            ));
+        }
+        for path in &self.allow_inbound {
+            let text = path.to_str().unwrap_or("");
+            if !path.is_absolute() || text.is_empty() || text.contains('\0') {
+                return Err(format!(
+                    "[first_start] allow_inbound: {} is not an absolute path of an executable",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `[intel]` table.
@@ -137,10 +184,18 @@ pub enum ConfigError {
 impl Config {
     /// Parses configuration text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: origin.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
-        })
+        })?;
+        config
+            .first_start
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: origin.to_path_buf(),
+                message,
+            })?;
+        Ok(config)
     }
 
     /// Reads and parses `path`. A missing file is an error only when `required` (the user
@@ -172,6 +227,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.state_dir.as_deref(), Some(Path::new("/tmp/s")));
         assert_eq!(c.ipc.group.as_deref(), Some("wheel"));
+    }
+
+    #[test]
+    fn the_first_start_keeps_sshd_reachable_unless_told_otherwise() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(
+            c.first_start.allow_inbound,
+            [PathBuf::from("/usr/sbin/sshd")]
+        );
+        let c = Config::parse("[first_start]\nallow_inbound = []\n", Path::new("x.toml")).unwrap();
+        assert!(c.first_start.allow_inbound.is_empty());
+        let e = Config::parse(
+            "[first_start]\nallow_inbound = [\"sshd\"]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("sshd is not an absolute path"),
+            "{e}"
+        );
+        let e = Config::parse("[first_start]\nallow = []\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allow"), "{e}");
     }
 
     #[test]

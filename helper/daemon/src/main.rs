@@ -102,6 +102,8 @@ pub struct Resolved {
     pub intel: config::IntelSection,
     /// Signed data updates.
     pub updates: updates::UpdatesSection,
+    /// What a new settings database starts with.
+    pub first_start: config::FirstStartSection,
 }
 
 fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
@@ -146,6 +148,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
                 .map_or(config.intel.data_dir, paths::absolute),
         },
         updates: config.updates,
+        first_start: config.first_start,
     })
 }
 

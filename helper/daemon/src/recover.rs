@@ -106,6 +106,7 @@ mod tests {
             dns: crate::dns::DnsSection::default(),
             history: crate::history::HistorySection::default(),
             intel: crate::config::IntelSection::default(),
+            first_start: crate::config::FirstStartSection::default(),
             updates: crate::updates::UpdatesSection::default(),
         }
     }

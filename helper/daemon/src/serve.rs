@@ -72,6 +72,32 @@ fn resolve_group(name: &str) -> Option<u32> {
     }
 }
 
+/// What a new settings database starts with (`[first_start]`): inbound connections stay
+/// allowed for the listed executables that exist (the SSH server by default), as if the user
+/// had set it. A failure is reported and changes nothing else.
+fn first_start_settings(service: &mut Service, section: &crate::config::FirstStartSection) {
+    for path in &section.allow_inbound {
+        if !path.is_file() {
+            continue;
+        }
+        let Some(app) = path.to_str() else { continue };
+        let request = portcullis_protocol::Request::SetSetting {
+            app: Some(app.to_owned()),
+            key: portcullis_protocol::SettingKey::BlockInbound,
+            value: Some(portcullis_protocol::SettingValue::Bool(false)),
+        };
+        match service.handle(request, now_ms(), 0) {
+            Ok(_) => tracing::warn!(
+                app,
+                "first start: this app keeps accepting inbound connections, so that installing \
+                 Portcullis locks no one out (undo: portcullisctl settings set --app {app} \
+                 block_inbound true)"
+            ),
+            Err(e) => tracing::error!(app, error = %e.message, "first start: setting not made"),
+        }
+    }
+}
+
 async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     let paths = &resolved.paths;
     // Stop signals are hooked first so that no signal between here and the loop is lost.
@@ -84,6 +110,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         tracing::info!("{line} (left by an earlier run)");
     }
     let store = Store::open(&paths.settings_db())?;
+    let first_start = store.created();
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let off = EnforcementState::Off {
         reason: "interception is disabled in the configuration ([intercept] enabled = false)"
@@ -95,6 +122,10 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         off,
         now_ms(),
     )?));
+
+    if first_start {
+        first_start_settings(&mut lock(&service), &resolved.first_start);
+    }
 
     // History before anything decides, so the first connections are kept too. It is
     // expendable: a database that cannot be opened leaves history off, never enforcement.

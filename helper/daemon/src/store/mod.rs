@@ -137,6 +137,8 @@ pub struct Snapshot {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Whether `open` made the schema (a new database).
+    created: bool,
 }
 
 /// Maps an SQLite error of this database to [`StoreError::Sql`] naming the file.
@@ -211,9 +213,15 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            created: version == 0,
         };
         migrations::migrate(&mut store.conn, &store.path, version)?;
         Ok(store)
+    }
+
+    /// Whether [`Store::open`] created this database (it had no schema yet).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
