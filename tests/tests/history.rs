@@ -250,6 +250,28 @@ fn dns_queries_are_kept_with_the_app_that_asked_and_what_became_of_them() {
         found.iter().any(|r| r["domain"] == "shop.test"),
         "{found:?}"
     );
+
+    // The same name asked again and again: a row and a count, not a row per query.
+    for _ in 0..20 {
+        assert_eq!(q("shop.test").code(), Some(OK));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let shop: Vec<Value> = rows(
+            &helper,
+            &["--kind", "dns", "--app", key, "--domain", "shop.test"],
+        );
+        let queries: u64 = shop.iter().filter_map(|r| r["packets_out"].as_u64()).sum();
+        if queries == 21 {
+            assert!(shop.len() < 21, "not coalesced: {shop:?}");
+            break;
+        }
+        assert!(
+            queries < 21 && std::time::Instant::now() < deadline,
+            "{queries} queries counted in {shop:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -268,6 +268,8 @@ struct Handler {
     policy: Arc<AppQueryPolicy>,
     domains: Arc<DomainMap>,
     history: Arc<crate::history::Recorder>,
+    /// Identical queries close together: one history row for the lot.
+    coalescer: crate::history::DnsCoalescer,
 }
 
 impl Resolve for Handler {
@@ -317,13 +319,24 @@ impl Handler {
             // Malformed or unsupported queries name nothing worth keeping.
             Outcome::Invalid { .. } => return,
         };
-        self.history.record(crate::history::dns_record(
-            &app,
-            source,
-            name,
-            (blocked, why),
-            crate::now_ms(),
-        ));
+        let record =
+            crate::history::dns_record(&app, source, name, (blocked, why), crate::now_ms());
+        for row in self.coalescer.offer(record) {
+            self.history.record(row);
+        }
+    }
+
+    /// Records the counts of identical queries whose window has passed (`all`: every one).
+    fn record_coalesced(&self, all: bool) {
+        let rows = if all {
+            self.coalescer.drain()
+        } else {
+            self.coalescer
+                .expired(i64::try_from(crate::now_ms()).unwrap_or(i64::MAX))
+        };
+        for row in rows {
+            self.history.record(row);
+        }
     }
 
     fn record(&self, source: &QuerySource, request: &Message, response: &Message) {
@@ -609,6 +622,7 @@ impl Dns {
             policy: decide,
             domains,
             history,
+            coalescer: crate::history::DnsCoalescer::default(),
         });
         let control = Arc::new(DnsControl {
             handler: Arc::clone(&resolver),
@@ -629,6 +643,7 @@ impl Dns {
             .map(|z| z.zone.clone())
             .collect();
         let follow = Arc::clone(&resolver);
+        let sweep = Arc::clone(&resolver);
         let thread = std::thread::Builder::new()
             .name("dns".into())
             .spawn(move || {
@@ -651,11 +666,24 @@ impl Dns {
                             let links = links
                                 .enabled
                                 .then(|| tokio::spawn(follow_links(follow, links, configured)));
+                            let counts = {
+                                let sweep = Arc::clone(&sweep);
+                                tokio::spawn(async move {
+                                    let mut every =
+                                        tokio::time::interval(Duration::from_millis(500));
+                                    loop {
+                                        every.tick().await;
+                                        sweep.record_coalesced(false);
+                                    }
+                                })
+                            };
                             let _ = stop_rx.await;
                             if let Some(task) = links {
                                 task.abort();
                             }
+                            counts.abort();
                             server.shutdown().await;
+                            sweep.record_coalesced(true);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(anyhow::Error::new(e)));

@@ -7,6 +7,7 @@
 //! History is expendable and enforcement is not: a history database that cannot be opened is
 //! logged and history is off for this run; a corrupt one is moved aside by the crate.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -527,7 +528,8 @@ pub fn dns_record(
         explanation,
         bytes_out: 0,
         bytes_in: 0,
-        packets_out: 0,
+        // The number of queries the row stands for (see `DnsCoalescer`).
+        packets_out: 1,
         packets_in: 0,
         start_ms: Some(ms(now_ms)),
         end_ms: None,
@@ -587,6 +589,81 @@ fn to_row(row: h::Row) -> HistoryRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn query(app: &str, name: &str, at_ms: u64) -> h::Record {
+        let source = portcullis_dns::policy::QuerySource {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.153:53".parse().unwrap(),
+            protocol: portcullis_dns::policy::Protocol::Udp,
+        };
+        dns_record(app, &source, name, (false, "answered".into()), at_ms)
+    }
+
+    #[test]
+    fn identical_queries_in_a_second_are_one_counted_row() {
+        let c = DnsCoalescer::default();
+        // The first is recorded at once, with a count of one.
+        let now = c.offer(query("/usr/bin/a", "x.example", 10_000));
+        assert_eq!(now.len(), 1);
+        assert_eq!(now[0].packets_out, 1);
+        // The next 500 within the second are counted, not recorded; another name or app is not
+        // one of them.
+        for k in 1..=500 {
+            assert!(
+                c.offer(query("/usr/bin/a", "x.example", 10_000 + k))
+                    .is_empty()
+            );
+        }
+        assert_eq!(c.offer(query("/usr/bin/a", "y.example", 10_200)).len(), 1);
+        assert_eq!(c.offer(query("/usr/bin/b", "x.example", 10_200)).len(), 1);
+        // Nothing has passed yet.
+        assert!(c.expired(10_900).is_empty());
+        // After the window: one row for the 500, spanning them.
+        let rows = c.expired(11_000);
+        let row = rows
+            .iter()
+            .find(|r| r.domain.as_deref() == Some("x.example") && r.app == "/usr/bin/a")
+            .unwrap();
+        assert_eq!(row.packets_out, 500);
+        assert_eq!(row.start_ms, Some(10_001));
+        assert_eq!(row.end_ms, Some(10_500));
+        assert_eq!(rows.len(), 1, "windows without counted queries make no row");
+        // The next query opens a new window and is recorded at once.
+        assert_eq!(c.offer(query("/usr/bin/a", "x.example", 11_001)).len(), 1);
+    }
+
+    #[test]
+    fn a_window_that_passed_unswept_hands_over_its_count() {
+        let c = DnsCoalescer::default();
+        assert_eq!(c.offer(query("/a", "x.example", 0)).len(), 1);
+        assert!(c.offer(query("/a", "x.example", 5)).is_empty());
+        assert!(c.offer(query("/a", "x.example", 6)).is_empty());
+        let rows = c.offer(query("/a", "x.example", 2_000));
+        assert_eq!(
+            rows.iter().map(|r| r.packets_out).collect::<Vec<_>>(),
+            [2, 1]
+        );
+        // A clock step back closes the window too, never a negative span.
+        assert!(c.offer(query("/a", "x.example", 2_001)).is_empty());
+        let rows = c.offer(query("/a", "x.example", 1_000));
+        assert_eq!(
+            rows.iter().map(|r| r.packets_out).collect::<Vec<_>>(),
+            [1, 1]
+        );
+        assert!(c.offer(query("/a", "x.example", 1_001)).is_empty());
+        assert_eq!(c.drain().len(), 1, "drain at stop keeps the last counts");
+    }
+
+    #[test]
+    fn too_many_open_windows_record_one_row_each() {
+        let c = DnsCoalescer::default();
+        for k in 0..DnsCoalescer::MAX_OPEN {
+            assert_eq!(c.offer(query("/a", &format!("n{k}.example"), 0)).len(), 1);
+        }
+        let extra = query("/a", "one-more.example", 1);
+        assert_eq!(c.offer(extra.clone()).len(), 1);
+        assert_eq!(c.offer(extra).len(), 1, "not counted: no window could open");
+    }
 
     #[test]
     fn a_bad_filter_is_named_and_a_good_one_converts() {
@@ -652,5 +729,115 @@ mod tests {
         }
         .retention();
         assert_eq!((r.allowed.max_age, r.allowed.max_rows), (None, None));
+    }
+}
+
+/// Identical DNS queries of an app close together become two history rows, not one per
+/// query: the first is recorded at once; the ones that follow within [`DnsCoalescer::WINDOW_MS`]
+/// (same app, name and outcome) are counted, and recorded as one row whose `packets_out` is
+/// their number, spanning `start_ms`..`end_ms`, once the window has passed. An app that asks
+/// the same name thousands of times a second (or a flood meant to churn the disk) thus costs
+/// the history two rows a second, and the DNS thread no writer work per query.
+#[derive(Debug, Default)]
+pub struct DnsCoalescer {
+    open: Mutex<HashMap<CoalesceKey, Window>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CoalesceKey {
+    app: String,
+    domain: Option<String>,
+    allowed: bool,
+    explanation: String,
+}
+
+#[derive(Debug)]
+struct Window {
+    /// When it opened (the recorded query's time).
+    opened_ms: i64,
+    /// The first query counted in it, which becomes the count's row, and how many there were.
+    counted: Option<(h::Record, u64)>,
+}
+
+impl Window {
+    /// The row of the queries counted in it, if any.
+    fn into_row(self) -> Option<h::Record> {
+        self.counted.map(|(mut row, n)| {
+            row.packets_out = n;
+            row
+        })
+    }
+}
+
+impl DnsCoalescer {
+    /// How long identical queries are counted into one row.
+    pub const WINDOW_MS: i64 = 1_000;
+    /// Most windows open at once; beyond, queries are recorded one row each.
+    const MAX_OPEN: usize = 8_192;
+
+    /// Takes one query's record (`packets_out` 1, `unix_ms` its time); returns what to record
+    /// now: nothing (counted), the query, or the count of a window that had passed and the
+    /// query.
+    pub fn offer(&self, record: h::Record) -> Vec<h::Record> {
+        let key = CoalesceKey {
+            app: record.app.clone(),
+            domain: record.domain.clone(),
+            allowed: matches!(record.verdict, h::Verdict::Allow),
+            explanation: record.explanation.clone(),
+        };
+        let now = record.unix_ms;
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(window) = open.get_mut(&key)
+            && (window.opened_ms..window.opened_ms.saturating_add(Self::WINDOW_MS)).contains(&now)
+        {
+            match &mut window.counted {
+                Some((row, n)) => {
+                    *n += 1;
+                    row.end_ms = Some(now);
+                }
+                None => {
+                    let mut row = record;
+                    row.end_ms = Some(now);
+                    window.counted = Some((row, 1));
+                }
+            }
+            return Vec::new();
+        }
+        if open.len() >= Self::MAX_OPEN && !open.contains_key(&key) {
+            return vec![record];
+        }
+        let passed = open.insert(
+            key,
+            Window {
+                opened_ms: now,
+                counted: None,
+            },
+        );
+        let mut out: Vec<h::Record> = passed.and_then(Window::into_row).into_iter().collect();
+        out.push(record);
+        out
+    }
+
+    /// The counts of windows that have passed by `now_ms`, to record; their windows close.
+    pub fn expired(&self, now_ms: i64) -> Vec<h::Record> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let passed: Vec<CoalesceKey> = open
+            .iter()
+            .filter(|(_, w)| {
+                now_ms.saturating_sub(w.opened_ms) >= Self::WINDOW_MS || now_ms < w.opened_ms
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        passed
+            .into_iter()
+            .filter_map(|k| open.remove(&k))
+            .filter_map(Window::into_row)
+            .collect()
+    }
+
+    /// Every count still open (at stop).
+    pub fn drain(&self) -> Vec<h::Record> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.drain().filter_map(|(_, w)| w.into_row()).collect()
     }
 }

@@ -9,12 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::store::{Clear, Removed, Retention, Store, Verify, is_corrupt, now_ms};
 use crate::{HistoryError, Record, Traffic};
+
+/// How often the writer looks for more records while a batch fills (it is not woken for them).
+const POLL_WHILE_FILLING: Duration = Duration::from_millis(5);
 
 /// Decides, by app key, that an app's activity must not be recorded.
 pub type DontRecord = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -307,7 +310,23 @@ impl Thread {
             } else {
                 deadline.saturating_duration_since(now)
             };
-            match self.rx.recv_timeout(wait) {
+            // While a batch fills, poll instead of waiting on the channel: a sender never
+            // has to wake this thread (a system call per record, and a context switch that
+            // competes with the verdict and DNS threads); the first record of a batch does.
+            let msg = if batch.is_empty() {
+                self.rx.recv_timeout(wait)
+            } else {
+                match self.rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                    Err(TryRecvError::Empty) if wait.is_zero() => Err(RecvTimeoutError::Timeout),
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(wait.min(POLL_WHILE_FILLING));
+                        continue;
+                    }
+                }
+            };
+            match msg {
                 Ok(Msg::Record(r)) => {
                     if self.dont_record.as_ref().is_some_and(|skip| skip(&r.app)) {
                         self.counters.not_recorded.fetch_add(1, Ordering::Relaxed);

@@ -123,7 +123,9 @@ pub struct HistoryRow {
     /// Bytes received.
     #[serde(default)]
     pub bytes_in: u64,
-    /// Packets sent.
+    /// Packets sent. For a DNS row: the number of queries it stands for (the identical
+    /// queries an app makes within a second after a recorded one are one row, from its time
+    /// to `end_ms`).
     #[serde(default)]
     pub packets_out: u64,
     /// Packets received.

@@ -1,13 +1,16 @@
-//! `pcl-dnsbench`: the DNS resolver's cache-hit latency beside same-run baselines (issue 5,
-//! "Performance"). One lab client namespace holds everything, on loopback addresses, so every
-//! arm has the same path: a UDP echo (the floor any resolver pays: two socket hops), dnsmasq
-//! answering a record of its own, unbound answering `local-data` (both like a cache hit), and
-//! Portcullis' resolver in the real helper (interception on, redirect off so the other arms are
-//! not handed to it) answering from its cache. Arms alternate in rounds; each round runs the
-//! probe (`pcl-probe dns`) once per arm; medians and p99s are pooled over the rounds.
+//! `pcl-dnsbench`: the DNS resolver's cache-hit latency and throughput beside same-run
+//! baselines (issue 5, "Performance"). One lab client namespace holds everything, on loopback
+//! addresses, so every arm has the same path: a UDP echo (the floor any resolver pays: two
+//! socket hops), dnsmasq answering a record of its own, unbound answering `local-data` (both
+//! like a cache hit), and Portcullis' resolver in the real helper (interception on, redirect
+//! off so the other arms are not handed to it, the shipped filter lists in force and history
+//! recording every query) answering from its cache. Arms alternate in rounds; each round runs
+//! the probe (`pcl-probe dns`) once per arm; medians and p99s are pooled over the rounds.
+//! Throughput: `dnsperf` (one thread, one socket, up to 100 queries in flight) against
+//! dnsmasq, unbound (one thread) and Portcullis, alternated in rounds; medians.
 //!
 //! ```text
-//! sudo pcl-dnsbench [--rounds N] [--queries N]
+//! sudo pcl-dnsbench [--rounds N] [--queries N] [--seconds N] [--intel-dir DIR]
 //! ```
 //!
 //! Root only; everything lives in namespaces the lab makes and removes.
@@ -80,6 +83,24 @@ fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rounds = arg(&args, "--rounds", 5)?;
     let queries = arg(&args, "--queries", 5_000)?;
+    let seconds = arg(&args, "--seconds", 5)?;
+    let intel_dir = match args.iter().position(|a| a == "--intel-dir") {
+        Some(i) => args
+            .get(i + 1)
+            .map(std::path::PathBuf::from)
+            .context("--intel-dir needs a directory")?,
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/intel/dist"),
+    };
+    if !intel_dir.join("lists").is_dir() {
+        bail!(
+            "no filter lists in {} (run `make intel-data`, or give --intel-dir)",
+            intel_dir.display()
+        );
+    }
+    let dnsperf = std::path::Path::new("/usr/bin/dnsperf");
+    if !dnsperf.is_file() {
+        bail!("dnsperf is missing: run `sudo scripts/install-deps --bench`");
+    }
 
     let lab = Lab::new("dnsbench");
     let c = lab.client();
@@ -117,10 +138,20 @@ fn run() -> anyhow::Result<()> {
                   listen = [\"127.0.0.153:53\"]\nupstreams = [\"plain://127.0.0.2\"]\n\
                   local_zones = [{ zone = \"test\", servers = [\"plain://127.0.0.2\"] }]\n\
                   [dns.resolver.cache]\nmin_ttl = 3600\n";
+    let config = format!(
+        "{config}{}",
+        std::env::var("PCL_DNSBENCH_EXTRA").unwrap_or_default()
+    );
     let helper = c.start_helper(HelperOpts {
-        config_toml: Some(config.to_string()),
+        config_toml: Some(config.clone()),
+        args: if std::env::var_os("PCL_DNSBENCH_NO_INTEL").is_some() {
+            vec![]
+        } else {
+            vec!["--intel-dir".into(), intel_dir.display().to_string()]
+        },
         ..HelperOpts::default()
     });
+
     let probe = lab_bin("pcl-probe");
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
     for round in 0..rounds {
@@ -198,7 +229,102 @@ fn run() -> anyhow::Result<()> {
     println!(
         "  targets (issue 5): cache hit p50 ≤ 11.5 µs and p99 ≤ 15 µs here, within ~1.8 µs of the floor"
     );
+    println!(
+        "  Portcullis ran with the filter lists of {} in force and history on",
+        intel_dir.display()
+    );
+
+    // Throughput with dnsperf: the same cached name, as fast as one socket with 100 queries
+    // in flight gets answers, for `seconds` per run.
+    let data = lab.dir().join("dnsperf-queries");
+    std::fs::write(&data, format!("{NAME} A\n")).context("writing dnsperf's query file")?;
+    let throughput_arms: Vec<&Arm> = ARMS.iter().skip(1).collect();
+    let mut qps: Vec<Vec<f64>> = vec![Vec::new(); throughput_arms.len()];
+    let mut lost: Vec<u64> = vec![0; throughput_arms.len()];
+    for round in 0..rounds {
+        for k in 0..throughput_arms.len() {
+            let i = (k + round) % throughput_arms.len();
+            let Some(arm) = throughput_arms.get(i) else {
+                continue;
+            };
+            let (port, secs) = (arm.port.to_string(), seconds.to_string());
+            let out = c.output(c.cmd(
+                dnsperf,
+                [
+                    "-s",
+                    arm.host,
+                    "-p",
+                    port.as_str(),
+                    "-d",
+                    data.to_str().context("query file path")?,
+                    "-l",
+                    secs.as_str(),
+                    "-c",
+                    "1",
+                    "-T",
+                    "1",
+                    "-q",
+                    "100",
+                    "-t",
+                    "2",
+                ],
+            ));
+            if !out.success() {
+                bail!("dnsperf against {} in round {round}: {out}", arm.label);
+            }
+            let (q, l) = parse_dnsperf(&out.stdout)
+                .with_context(|| format!("dnsperf's output for {}: {}", arm.label, out.stdout))?;
+            if let Some(v) = qps.get_mut(i) {
+                v.push(q);
+            }
+            if let Some(v) = lost.get_mut(i) {
+                *v += l;
+            }
+        }
+    }
+    println!(
+        "DNS cache-hit throughput with dnsperf (1 thread, 1 socket, ≤ 100 in flight, {seconds} s per run, median of {rounds} rounds)"
+    );
+    println!(
+        "  {:<20} {:>12} {:>10} {:>8}",
+        "arm", "queries/s", "vs unbound", "lost"
+    );
+    let unbound = qps
+        .iter()
+        .zip(&throughput_arms)
+        .find(|(_, a)| a.label == "unbound")
+        .map_or(0.0, |(v, _)| pct(v, 0.5));
+    for ((arm, v), l) in throughput_arms.iter().zip(&qps).zip(&lost) {
+        let median = pct(v, 0.5);
+        let ratio = if unbound > 0.0 {
+            format!("{:.1}%", 100.0 * median / unbound)
+        } else {
+            "—".into()
+        };
+        println!(
+            "  {:<20} {:>12.0} {:>10} {:>8}",
+            arm.label, median, ratio, l
+        );
+    }
+    println!("  target (issue 5): Portcullis ≥ unbound's queries/s (one unbound thread)");
     Ok(())
+}
+
+/// Queries per second and queries lost from dnsperf's report.
+fn parse_dnsperf(out: &str) -> Option<(f64, u64)> {
+    let qps = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries per second:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let lost = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries lost:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Some((qps, lost))
 }
 
 /// The `q` quantile of `v` (nearest rank); 0 for no samples.

@@ -90,7 +90,9 @@ bytes_out: number,
  */
 bytes_in: number, 
 /**
- * Packets sent.
+ * Packets sent. For a DNS row: the number of queries it stands for (the identical
+ * queries an app makes within a second after a recorded one are one row, from its time
+ * to `end_ms`).
  */
 packets_out: number, 
 /**
