@@ -60,6 +60,20 @@ fn connections_carry_country_and_asn_and_rules_on_them_decide() {
             .code()
     };
 
+    // `intel lookup` says what the data says, and nothing for a private address.
+    let info = helper.ctl_json(["intel", "lookup", PUBLIC]);
+    assert_eq!(info["geo_loaded"], true, "{info}");
+    assert_eq!(info["country"], country.as_str(), "{info}");
+    assert_eq!(info["continent"], continent.code(), "{info}");
+    assert_eq!(info["asn"], asn, "{info}");
+    let private = helper.ctl_json(["intel", "lookup", "10.1.2.3"]);
+    assert!(
+        private["country"].is_null() && private["asn"].is_null(),
+        "{private}"
+    );
+    let text = helper.ctl(["intel", "lookup", PUBLIC]);
+    assert!(text.stdout.contains(&format!("AS{asn}")), "{}", text.stdout);
+
     assert_eq!(connect(), Some(OK));
     let conns = helper.ctl_json(["connections"]);
     let last = conns

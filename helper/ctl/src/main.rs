@@ -90,11 +90,23 @@ enum Command {
     /// Signed data updates (filter lists, geo-IP): their state, or a check now.
     #[command(subcommand)]
     Updates(UpdatesCmd),
+    /// What the helper's geo-IP and ASN data say of an address.
+    #[command(subcommand)]
+    Intel(IntelCmd),
     /// Write the man pages and shell completions to DIR (for packagers).
     #[command(hide = true)]
     GenerateDocs {
         /// Where to write them (`man/`, `completions/`).
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IntelCmd {
+    /// Country, continent and network (ASN) of IP, as the data in force says.
+    Lookup {
+        /// An IPv4 or IPv6 address.
+        ip: std::net::IpAddr,
     },
 }
 
@@ -397,6 +409,7 @@ enum Show {
     Answered,
     Dns,
     Updates,
+    Intel,
 }
 
 /// Turns the command line into the request to send, checking everything that can be checked
@@ -499,6 +512,7 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
         Command::Bandwidth { .. } => (Request::LiveRates, Show::Dns),
         Command::Updates(UpdatesCmd::Status) => (Request::UpdateStatus, Show::Updates),
         Command::Updates(UpdatesCmd::Check) => (Request::UpdateCheck, Show::Updates),
+        Command::Intel(IntelCmd::Lookup { ip }) => (Request::IntelLookup { ip: *ip }, Show::Intel),
         Command::Dns(DnsCmd::Status) => (Request::DnsStatus, Show::Dns),
         Command::Dns(DnsCmd::Flush) => (Request::DnsFlush, Show::Dns),
         Command::Dns(DnsCmd::Query { name, app }) => (
@@ -630,6 +644,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 });
             }
         }
+        Show::Intel => output::intel(&resp, json),
         Show::PromptsWatch => {
             let now = call(&mut client, Request::ListPrompts).await?;
             output::prompts(&now, json);

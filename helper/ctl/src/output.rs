@@ -505,6 +505,33 @@ pub fn updates(resp: &Response, json: bool) {
     println!("last check: {last}");
 }
 
+pub fn intel(resp: &Response, json: bool) {
+    if json {
+        return print_json(&data(resp));
+    }
+    let Response::Intel(i) = resp else {
+        return print_json(&data(resp));
+    };
+    println!("address:   {}", i.ip);
+    if !i.geo_loaded {
+        println!("geo-IP:    no data loaded (see the helper's [intel] data_dir)");
+        return;
+    }
+    match (&i.country, &i.continent, &i.continent_name) {
+        (Some(c), Some(code), Some(name)) => {
+            println!("country:   {}", clean(c));
+            println!("continent: {} ({})", clean(code), clean(name));
+        }
+        (Some(c), _, _) => println!("country:   {}", clean(c)),
+        _ => println!("country:   unknown (private, reserved or not in the data)"),
+    }
+    match (i.asn, &i.as_org) {
+        (Some(n), Some(org)) if !org.is_empty() => println!("network:   AS{n} {}", clean(org)),
+        (Some(n), _) => println!("network:   AS{n}"),
+        _ => println!("network:   unknown"),
+    }
+}
+
 pub fn dns(resp: &Response, json: bool) {
     if json {
         return print_json(&data(resp));

@@ -245,6 +245,12 @@ pub enum Request {
     /// Checks for a newer signed data bundle now, and installs it if it passes every check.
     /// Answer: `Updates`, whose `last` is this check's outcome.
     UpdateCheck,
+    /// What the geo-IP and ASN data in force say of an address. Answer: `Intel`.
+    IntelLookup {
+        /// The address.
+        #[cfg_attr(feature = "ts", ts(type = "string"))]
+        ip: std::net::IpAddr,
+    },
 }
 
 fn forever() -> RuleLifetime {
@@ -278,7 +284,8 @@ impl Request {
             | Request::HistoryBandwidth { .. }
             | Request::LiveRates
             | Request::UpdateStatus
-            | Request::UpdateCheck => true,
+            | Request::UpdateCheck
+            | Request::IntelLookup { .. } => true,
             // Clearing again after a reconnect would remove what was recorded meanwhile.
             Request::AddRule { .. }
             | Request::RemoveRule { .. }
@@ -346,6 +353,8 @@ pub enum Response {
     },
     /// For `UpdateStatus` and `UpdateCheck`.
     Updates(Box<UpdateStatus>),
+    /// For `IntelLookup`.
+    Intel(Box<crate::intel::IntelInfo>),
 }
 
 /// Something that happened in the helper, sent to subscribers.

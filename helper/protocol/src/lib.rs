@@ -10,6 +10,7 @@ pub mod dns;
 pub mod explain;
 pub mod frames;
 pub mod history;
+pub mod intel;
 pub mod prompts;
 pub mod rules;
 pub mod settings;
@@ -27,6 +28,7 @@ pub use history::{
     AppRate, BANDWIDTH_POINTS_MAX, BandwidthPoint, HISTORY_PAGE_MAX, HistoryBucket, HistoryCursor,
     HistoryFilter, HistoryKind, HistoryPage, HistoryRow, HistoryTopBy, HistoryTopEntry,
 };
+pub use intel::IntelInfo;
 pub use prompts::{
     Answered, PromptAnswer, PromptDuration, PromptInfo, PromptOutcome, PromptTarget,
 };

@@ -680,6 +680,30 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_intel_lookup",
+            v(&ClientFrame::Request {
+                id: 22,
+                request: Request::IntelLookup {
+                    ip: "1.1.1.1".parse().unwrap(),
+                },
+            }),
+        ),
+        (
+            "resp_intel",
+            v(&ServerFrame::Response {
+                id: 22,
+                reply: Reply::Ok(Response::Intel(Box::new(portcullis_protocol::IntelInfo {
+                    ip: "1.1.1.1".parse().unwrap(),
+                    geo_loaded: true,
+                    country: Some("AU".to_owned()),
+                    continent: Some("OC".to_owned()),
+                    continent_name: Some("Oceania".to_owned()),
+                    asn: Some(13335),
+                    as_org: Some("Cloudflare, Inc.".to_owned()),
+                }))),
+            }),
+        ),
+        (
             "event_prompt_added",
             v(&ServerFrame::Event {
                 event: Event::PromptAdded { prompt },

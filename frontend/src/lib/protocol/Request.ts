@@ -141,4 +141,8 @@ bucket: HistoryBucket, } } | { "method": "live_rates" } | { "method": "history_c
 /**
  * The app, or `None` for everything.
  */
-app: string | null, } } | { "method": "update_status" } | { "method": "update_check" };
+app: string | null, } } | { "method": "update_status" } | { "method": "update_check" } | { "method": "intel_lookup", "params": { 
+/**
+ * The address.
+ */
+ip: string, } };

@@ -9,6 +9,7 @@ import type { DnsStatus } from "./DnsStatus";
 import type { Explanation } from "./Explanation";
 import type { HistoryPage } from "./HistoryPage";
 import type { HistoryTopEntry } from "./HistoryTopEntry";
+import type { IntelInfo } from "./IntelInfo";
 import type { PromptInfo } from "./PromptInfo";
 import type { RuleInfo } from "./RuleInfo";
 import type { SettingsView } from "./SettingsView";
@@ -38,4 +39,4 @@ entries: number, } } | { "kind": "history", "data": HistoryPage } | { "kind": "h
 /**
  * Rows removed.
  */
-rows: number, } } | { "kind": "updates", "data": UpdateStatus };
+rows: number, } } | { "kind": "updates", "data": UpdateStatus } | { "kind": "intel", "data": IntelInfo };

@@ -26,6 +26,7 @@ export type { HistoryPage } from "./HistoryPage";
 export type { HistoryRow } from "./HistoryRow";
 export type { HistoryTopBy } from "./HistoryTopBy";
 export type { HistoryTopEntry } from "./HistoryTopEntry";
+export type { IntelInfo } from "./IntelInfo";
 export type { ListCategory } from "./ListCategory";
 export type { ProfileLabel } from "./ProfileLabel";
 export type { PromptAnswer } from "./PromptAnswer";

@@ -468,6 +468,7 @@ impl Service {
                     cache_bytes: 0,
                 },
             ))),
+            Request::IntelLookup { ip } => Ok(Response::Intel(Box::new(self.intel_lookup(ip)))),
             // The connection layer answers these (the updater lives there).
             Request::UpdateStatus | Request::UpdateCheck => Err(ErrorFrame::new(
                 ErrorCode::Internal,
@@ -725,6 +726,35 @@ impl Service {
         lists: Arc<crate::lists::Lists>,
     ) {
         self.intel = Some((geo, lists));
+    }
+
+    /// What the geo-IP and ASN data in force say of `ip`.
+    fn intel_lookup(&self, ip: std::net::IpAddr) -> portcullis_protocol::IntelInfo {
+        let mut info = portcullis_protocol::IntelInfo {
+            ip,
+            geo_loaded: false,
+            country: None,
+            continent: None,
+            continent_name: None,
+            asn: None,
+            as_org: None,
+        };
+        if let Some((geo, _)) = &self.intel {
+            let db = geo.load();
+            let stats = db.stats();
+            info.geo_loaded = stats.country_v4 + stats.country_v6 + stats.asn_v4 + stats.asn_v6 > 0;
+            let found = db.lookup(ip);
+            info.country = found.country.map(|c| c.as_str().to_owned());
+            if let Some(continent) = found.continent() {
+                info.continent = Some(continent.code().to_owned());
+                info.continent_name = Some(continent.name().to_owned());
+            }
+            if let Some(asn) = found.asn {
+                info.asn = Some(asn.number);
+                info.as_org = Some(asn.org.to_owned());
+            }
+        }
+        info
     }
 
     fn explain(
