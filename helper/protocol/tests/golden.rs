@@ -684,7 +684,7 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             v(&ClientFrame::Request {
                 id: 22,
                 request: Request::IntelLookup {
-                    ip: "1.1.1.1".parse().unwrap(),
+                    ip: std::net::IpAddr::V4(std::net::Ipv4Addr::new(1, 1, 1, 1)),
                 },
             }),
         ),
@@ -693,7 +693,7 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             v(&ServerFrame::Response {
                 id: 22,
                 reply: Reply::Ok(Response::Intel(Box::new(portcullis_protocol::IntelInfo {
-                    ip: "1.1.1.1".parse().unwrap(),
+                    ip: std::net::IpAddr::V4(std::net::Ipv4Addr::new(1, 1, 1, 1)),
                     geo_loaded: true,
                     country: Some("AU".to_owned()),
                     continent: Some("OC".to_owned()),
