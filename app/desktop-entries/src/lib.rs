@@ -51,8 +51,11 @@ pub struct Dirs {
     /// `applications` directories, the most important first (an entry id found earlier hides
     /// the same id later).
     pub applications: Vec<PathBuf>,
-    /// Icon theme roots (`…/icons`), each searched for `hicolor`.
+    /// Icon theme roots (`…/icons`), each searched for the user's themes and `hicolor`.
     pub icons: Vec<PathBuf>,
+    /// The user's icon theme and those it inherits, best first (`hicolor` comes after them
+    /// by itself).
+    pub themes: Vec<String>,
     /// Flat icon directories (`/usr/share/pixmaps`), after the theme.
     pub pixmaps: Vec<PathBuf>,
     /// `PATH`, for commands given by name.
@@ -97,9 +100,20 @@ impl Dirs {
         let path = var("PATH")
             .map(|p| std::env::split_paths(&p).filter_map(absolute).collect())
             .unwrap_or_else(|| vec![PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")]);
+        let icons = dedup(icons);
+        let config_home = var("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .and_then(absolute)
+            .or_else(|| home.as_ref().map(|h| h.join(".config")));
+        let themes = config_home
+            .as_deref()
+            .and_then(icons::chosen_theme)
+            .map(|t| icons::theme_chain(&t, &icons))
+            .unwrap_or_default();
         Dirs {
             applications: dedup(applications),
-            icons: dedup(icons),
+            icons,
+            themes,
             pixmaps: dedup(pixmaps),
             path,
             locale: None,
@@ -150,7 +164,7 @@ impl Catalog {
     /// Scans `dirs` (blocking file I/O: a few hundred small reads).
     pub fn scan(dirs: &Dirs) -> Catalog {
         let started = Instant::now();
-        let index = IconIndex::build(&dirs.icons, &dirs.pixmaps);
+        let index = IconIndex::build(&dirs.themes, &dirs.icons, &dirs.pixmaps);
         let mut files = Vec::new();
         for dir in &dirs.applications {
             collect(dir, "", 0, &mut files);

@@ -48,6 +48,7 @@ impl Fixture {
                 data[1].join("icons"),
                 self.path("flatpak/exports/share/icons"),
             ],
+            themes: Vec::new(),
             pixmaps: vec![data[1].join("pixmaps")],
             path: vec![self.path("bin")],
             locale: Locale::parse("de_DE.UTF-8"),
@@ -320,4 +321,60 @@ fn the_cache_keeps_a_scan_until_asked_again() {
     assert!(cache.catalog().is_empty(), "cached");
     assert_eq!(cache.rescan().len(), 1);
     assert_eq!(cache.catalog().len(), 1);
+}
+
+#[test]
+fn the_users_icon_theme_comes_before_hicolor_in_either_layout() {
+    let f = Fixture::new();
+    f.exe("bin/editor");
+    f.exe("bin/viewer");
+    f.exe("bin/mail");
+    // The user's theme has the editor only at 16 px: a theme's icon wins over hicolor's at
+    // any size. Its parent uses the `apps/48` layout.
+    f.write(
+        "usr/share/icons/MyTheme/16x16/apps/editor.png",
+        b"\x89PNG\r\n\x1a\nTHEME",
+    );
+    f.write(
+        "usr/share/icons/hicolor/48x48/apps/editor.png",
+        b"\x89PNG\r\n\x1a\nHICOLOR",
+    );
+    f.write(
+        "usr/share/icons/Parent/apps/48/viewer.png",
+        b"\x89PNG\r\n\x1a\nPARENT",
+    );
+    f.write(
+        "usr/share/icons/hicolor/48x48/apps/viewer.png",
+        b"\x89PNG\r\n\x1a\nHICOLOR",
+    );
+    f.write(
+        "usr/share/icons/hicolor/48x48/apps/mail.png",
+        b"\x89PNG\r\n\x1a\nHICOLOR",
+    );
+    f.write(
+        "usr/share/icons/MyTheme/index.theme",
+        "[Icon Theme]\nName=Mine\nInherits=Parent,hicolor\n",
+    );
+    for (name, id) in [("Editor", "editor"), ("Viewer", "viewer"), ("Mail", "mail")] {
+        f.write(
+            &format!("usr/share/applications/{id}.desktop"),
+            format!("[Desktop Entry]\nType=Application\nName={name}\nIcon={id}\nExec={id}\n"),
+        );
+    }
+    let mut dirs = f.dirs();
+    dirs.themes = icons::theme_chain("MyTheme", &dirs.icons);
+    assert_eq!(dirs.themes, ["MyTheme", "Parent"]);
+    let c = Catalog::scan(&dirs);
+    let bytes = |exe: &str| c.icon(&f.key(exe)).unwrap().bytes;
+    assert!(bytes("bin/editor").ends_with(b"THEME"));
+    assert!(bytes("bin/viewer").ends_with(b"PARENT"));
+    assert!(bytes("bin/mail").ends_with(b"HICOLOR"));
+    // Without a chosen theme, hicolor as before.
+    let c = Catalog::scan(&f.dirs());
+    assert!(
+        c.icon(&f.key("bin/editor"))
+            .unwrap()
+            .bytes
+            .ends_with(b"HICOLOR")
+    );
 }
