@@ -144,6 +144,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
                 .intel_dir
                 .as_deref()
                 .map_or(config.intel.data_dir, paths::absolute),
+            lists: config.intel.lists,
         },
         updates: config.updates,
     })
