@@ -1,9 +1,10 @@
 //! Filter lists, end to end: the real `portcullisd` loads lists from its data directory, its
 //! resolver refuses listed names for the apps that use those lists (`filter_lists`), says
 //! which list and line, lets the lists' own exceptions and the user's allow rules win, and
-//! history keeps why.
+//! history keeps why. A local IP list (`[[intel.lists]]`) blocks connections to the addresses
+//! it holds, the same way.
 
-use portcullis_lab::app_codes::{OK, RESOLVE};
+use portcullis_lab::app_codes::{DENIED, OK, REFUSED, RESOLVE};
 use portcullis_lab::dns::start_dnsmasq;
 use portcullis_lab::{HelperOpts, Lab, require_root};
 
@@ -120,4 +121,104 @@ fn listed_names_are_refused_for_the_apps_that_use_the_list() {
     // A bad category is named.
     let bad = helper.ctl(["settings", "set", "filter_lists", "ads,weather"]);
     assert!(!bad.success() && bad.stderr.contains("weather"), "{bad}");
+}
+
+#[test]
+fn a_local_ip_list_blocks_connections_to_its_addresses() {
+    require_root!();
+    let lab = Lab::new("iplist");
+    // Two more addresses in the server namespace, on its loopback, routed through the lab's
+    // link: one in the list, one not (the server's own address is not listed either).
+    let (listed, clean) = ("192.0.2.7", "198.51.100.9");
+    let server = lab.server().ipv4().to_string();
+    for addr in [listed, clean] {
+        lab.server()
+            .run("ip", ["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
+    }
+    for net in ["192.0.2.0/24", "198.51.100.9/32"] {
+        lab.client()
+            .run("ip", ["route", "add", net, "via", &server]);
+    }
+    let _echo = lab.server().tcp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Tcp);
+
+    // No shipped lists at all: only the local one is in force.
+    let data = tempfile::tempdir().unwrap();
+    let list = data.path().join("bad-networks.txt");
+    std::fs::write(
+        &list,
+        "; lab bad networks\n192.0.2.0/24 ; c2\n2001:db8:bad::/48\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[intel]\ndata_dir = \"{}\"\n\n[[intel.lists]]\nid = \"lab-bad\"\n\
+         name = \"Lab bad networks\"\npath = \"{}\"\ncategory = \"malware\"\nformat = \"ips\"\n",
+        data.path().display(),
+        list.display()
+    );
+    let helper = lab.client().start_helper(HelperOpts {
+        config_toml: Some(config),
+        ..HelperOpts::default()
+    });
+    let (app, other) = (lab.app("fetcher"), lab.app("other"));
+    let key = app.to_str().unwrap();
+    let connect = |who: &std::path::Path, addr: &str| {
+        lab.client()
+            .run_app(who, ["connect", "tcp", addr, "7", "--timeout-ms", "2000"])
+            .status
+            .code()
+    };
+
+    // The listed address is refused; the others pass.
+    assert_eq!(connect(&app, listed), Some(REFUSED));
+    assert_eq!(connect(&app, clean), Some(OK));
+    assert_eq!(connect(&app, &server), Some(OK));
+
+    // Why: the list, the entry as written and its line, on the connection and in `explain`.
+    let conns = helper.ctl_json(["connections"]);
+    let blocked = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["app"] == key && c["remote"] == listed)
+        .cloned()
+        .unwrap_or_else(|| panic!("no connection to {listed} in {conns}"));
+    let by = &blocked["explanation"]["decided_by"];
+    assert_eq!(by["kind"], "list", "{blocked}");
+    assert_eq!(by["list"], "lab-bad", "{blocked}");
+    assert_eq!(by["name"], "Lab bad networks", "{blocked}");
+    assert_eq!(by["category"], "malware", "{blocked}");
+    assert_eq!(by["entry"], "192.0.2.0/24", "{blocked}");
+    assert_eq!(by["line"], 2, "{blocked}");
+    let why = helper.ctl_json(["explain", "--app", key, "tcp", listed, "7"]);
+    assert_eq!(why["verdict"], "block", "{why}");
+    assert_eq!(why["decided_by"], *by, "{why}");
+    let why = helper.ctl_json(["explain", "--app", key, "tcp", clean, "7"]);
+    assert_eq!(why["verdict"], "allow", "{why}");
+    // An IPv4-mapped IPv6 address is the IPv4 address.
+    let why = helper.ctl_json(["explain", "--app", key, "tcp", "::ffff:192.0.2.99", "7"]);
+    assert_eq!(why["decided_by"]["entry"], "192.0.2.0/24", "{why}");
+    let why = helper.ctl_json(["explain", "--app", key, "tcp", "2001:db8:bad::1", "443"]);
+    assert_eq!(why["decided_by"]["line"], 3, "{why}");
+
+    // An app that does not use the malware lists is not stopped by them.
+    helper.ctl_json([
+        "settings",
+        "set",
+        "--app",
+        other.to_str().unwrap(),
+        "filter_lists",
+        "ads,trackers",
+    ]);
+    assert_eq!(connect(&other, listed), Some(OK));
+
+    // The user's allow rule wins over the list.
+    helper.ctl_json(["rules", "add", "--app", key, "+", listed]);
+    assert_eq!(connect(&app, listed), Some(OK));
+    let why = helper.ctl_json(["explain", "--app", key, "tcp", listed, "7"]);
+    assert_eq!(why["decided_by"]["kind"], "rule", "{why}");
+    // Another address of the listed network is still blocked for it (refused in the queue,
+    // or at `connect()` when the kernel repeats the decision).
+    let code = connect(&app, "192.0.2.8");
+    assert!(matches!(code, Some(REFUSED | DENIED)), "{code:?}");
 }

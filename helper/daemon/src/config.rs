@@ -28,7 +28,7 @@ pub struct Config {
     /// The network history.
     #[serde(default)]
     pub history: crate::history::HistorySection,
-    /// Shipped intelligence data (geo-IP and ASN; later filter lists).
+    /// Intelligence data: the shipped geo-IP, ASN and filter lists, and local list files.
     #[serde(default)]
     pub intel: IntelSection,
     /// Signed data updates.
@@ -91,12 +91,17 @@ pub struct IntelSection {
     /// (`geo/dbip-country.mmdb`, `geo/asn-ipv4.csv`, …). Default `/usr/share/portcullis/intel`.
     /// Missing data is logged and leaves country and ASN unknown; it never stops the helper.
     pub data_dir: PathBuf,
+    /// Extra filter list files on this machine (`[[intel.lists]]`: `id`, optional `name`,
+    /// `path`, `category`, `format`), in force like the shipped lists for the apps that use
+    /// their category. See [`crate::lists::LocalList`].
+    pub lists: Vec<crate::lists::LocalList>,
 }
 
 impl Default for IntelSection {
     fn default() -> Self {
         IntelSection {
             data_dir: PathBuf::from("/usr/share/portcullis/intel"),
+            lists: Vec::new(),
         }
     }
 }
@@ -195,6 +200,10 @@ impl Config {
                 path: origin.to_path_buf(),
                 message,
             })?;
+        crate::lists::validate(&config.intel.lists).map_err(|message| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -284,6 +293,51 @@ mod tests {
         assert_eq!(Config::load(&missing, false).unwrap(), Config::default());
         let msg = Config::load(&missing, true).unwrap_err().to_string();
         assert!(msg.contains("none.toml"), "{msg}");
+    }
+
+    #[test]
+    fn local_lists_parse_and_bad_ones_are_named() {
+        let c = Config::parse(
+            "[[intel.lists]]\nid = \"drop\"\nname = \"Spamhaus DROP\"\n\
+             path = \"/etc/portcullis/drop.txt\"\ncategory = \"malware\"\nformat = \"ips\"\n\
+             [[intel.lists]]\nid = \"feed\"\npath = \"/x/feed.txt\"\ncategory = \"phishing\"\n\
+             format = \"mixed\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.intel.lists.len(), 2);
+        assert_eq!(c.intel.lists[0].format, crate::lists::LocalFormat::Ips);
+        assert_eq!(
+            c.intel.lists[1].category,
+            portcullis_protocol::ListCategory::Phishing
+        );
+        for (text, want) in [
+            (
+                "[[intel.lists]]\nid = \"a\"\npath = \"/a\"\ncategory = \"weather\"\nformat = \"ips\"\n",
+                "weather",
+            ),
+            (
+                "[[intel.lists]]\nid = \"a\"\npath = \"/a\"\ncategory = \"ads\"\nformat = \"csv\"\n",
+                "csv",
+            ),
+            (
+                "[[intel.lists]]\nid = \"a\"\npath = \"/a\"\ncategory = \"ads\"\n",
+                "format",
+            ),
+            (
+                "[[intel.lists]]\nid = \"a\"\npath = \"a.txt\"\ncategory = \"ads\"\nformat = \"ips\"\n",
+                "must be absolute",
+            ),
+            (
+                "[[intel.lists]]\nid = \"a\"\npath = \"/a\"\ncategory = \"ads\"\nformat = \"ips\"\nurl = \"x\"\n",
+                "url",
+            ),
+        ] {
+            let msg = Config::parse(text, Path::new("/etc/p.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("/etc/p.toml") && msg.contains(want), "{msg}");
+        }
     }
 
     #[test]

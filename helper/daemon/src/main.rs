@@ -64,7 +64,8 @@ struct Placement {
     /// Decide every new connection in the helper: no decisions cached in the kernel.
     #[arg(long)]
     no_fast_path: bool,
-    /// The shipped intelligence data (geo-IP, ASN). Default: /usr/share/portcullis/intel.
+    /// The shipped intelligence data (geo-IP, ASN, filter lists). Default:
+    /// /usr/share/portcullis/intel.
     #[arg(long, value_name = "DIR")]
     intel_dir: Option<PathBuf>,
 }
@@ -146,6 +147,7 @@ fn resolve(p: &Placement) -> anyhow::Result<Resolved> {
                 .intel_dir
                 .as_deref()
                 .map_or(config.intel.data_dir, paths::absolute),
+            lists: config.intel.lists,
         },
         updates: config.updates,
         first_start: config.first_start,

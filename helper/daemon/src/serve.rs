@@ -151,13 +151,14 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     // The newest installed signed update that still verifies, else the shipped data.
     let (geo, lists, installed) = {
         let dir = resolved.intel.data_dir.clone();
+        let local = resolved.intel.lists.clone();
         let section = resolved.updates.clone();
         let state_dir = paths.state_dir.clone();
         tokio::task::spawn_blocking(move || {
             let installed = crate::updates::installed(&section, &state_dir, &dir);
             (
                 load_geo(&installed.source),
-                load_lists(&installed.source),
+                load_lists(&installed.source, local),
                 installed,
             )
         })
@@ -399,15 +400,21 @@ fn load_geo(source: &crate::updates::DataSource) -> Arc<portcullis_intel::geo::L
     Arc::new(portcullis_intel::geo::LiveGeo::new(db))
 }
 
-/// The shipped filter lists under `dir`; what cannot be read is logged and left out.
-fn load_lists(source: &crate::updates::DataSource) -> Arc<crate::lists::Lists> {
+/// The shipped filter lists of `source` and the local list files; what cannot be read is
+/// logged and left out.
+fn load_lists(
+    source: &crate::updates::DataSource,
+    local: Vec<crate::lists::LocalList>,
+) -> Arc<crate::lists::Lists> {
     let started = std::time::Instant::now();
-    let (lists, loaded) = crate::lists::Lists::load_from(source);
-    let entries: usize = loaded.lists.iter().map(|(_, n)| n).sum();
+    let (lists, loaded) = crate::lists::Lists::load_from(source, local);
+    let entries: usize = loaded.lists.iter().map(|l| l.domains).sum();
+    let networks: usize = loaded.lists.iter().map(|l| l.networks).sum();
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         lists = loaded.lists.len(),
         entries,
+        networks,
         version = source.version(),
         "filter lists loaded"
     );

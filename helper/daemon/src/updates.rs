@@ -460,8 +460,10 @@ impl Updater {
         let source = DataSource::with_bundle(&current.shipped, &dest, &manifest);
         let reload_geo = source.names_geo() || current.names_geo();
         let loading = source.clone();
+        let lists = Arc::clone(&self.lists);
         let built = tokio::task::spawn_blocking(move || {
-            let (set, loaded) = Lists::build(&loading);
+            // Domain and IP lists are built together and swapped as one below.
+            let (set, loaded) = lists.build(&loading);
             let geo = reload_geo.then(|| GeoDb::load(&loading.geo_files()));
             (set, loaded, geo)
         })

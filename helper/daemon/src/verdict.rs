@@ -102,9 +102,12 @@ pub fn decide_observed(
     can_ask: bool,
 ) -> (Explanation, Scope) {
     let app = snapshot.apps.get(seen.app);
-    let listed = seen
-        .domain
-        .and_then(|d| lists.check(app.map(|p| &p.overrides), &snapshot.global.overrides, d));
+    let listed = lists.check_connection(
+        app.map(|p| &p.overrides),
+        &snapshot.global.overrides,
+        seen.domain,
+        seen.remote,
+    );
     let facts = Facts {
         direction: seen.direction,
         protocol: seen.protocol,

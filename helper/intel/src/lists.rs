@@ -37,7 +37,18 @@
 //!   ([`SkipReason::LocalName`]). A bad name is reported, and the good names of the same line
 //!   are kept.
 //! - **IP lists**: one address or CIDR per line, `#` or `;` comments (also trailing). A single
-//!   address is a /32 or /128; a CIDR with host bits set is truncated to its network.
+//!   address is a /32 or /128; a CIDR with host bits set is truncated to its network. Each entry
+//!   also keeps how it was written ([`IpEntry`]), so an explanation shows the line's own text.
+//! - **Mixed lists** ([`ListFormat::Mixed`]; some threat feeds publish names and addresses in
+//!   one file): one entry per line, `#` or `;` comments; a line that is an address or CIDR is
+//!   an IP entry, any other line a domain as in a plain list. The format is never guessed
+//!   ([`detect`] does not answer it): in a domain list, a stray address stays skipped as
+//!   [`SkipReason::IpAddress`] unless the user says the list is mixed, because an address
+//!   entry blocks every connection to that address, not only those made by that name.
+//! - Adblock `||1.2.3.4^` rules and hosts lines naming an address stay skipped
+//!   ([`SkipReason::IpAddress`]): in a browser they block URLs written with that literal host,
+//!   and blocking every connection to the address (a shared host, a CDN) would be broader than
+//!   their authors meant.
 //! - Stored errors are capped at [`MAX_STORED_ERRORS`]; [`Parsed::error_count`] counts all.
 
 use std::fmt;
@@ -105,13 +116,48 @@ pub enum ListFormat {
     Domains,
     /// One IP address or CIDR per line.
     Ips,
+    /// One domain, IP address or CIDR per line (see the module docs).
+    Mixed,
 }
 
 impl ListFormat {
-    /// Whether the format yields domains (as opposed to IP networks).
+    /// Every format, in a fixed order.
+    pub const ALL: [Self; 5] = [
+        Self::Adblock,
+        Self::Hosts,
+        Self::Domains,
+        Self::Ips,
+        Self::Mixed,
+    ];
+
+    /// Whether the format yields domains.
     #[must_use]
     pub fn is_domains(self) -> bool {
         !matches!(self, Self::Ips)
+    }
+
+    /// Whether the format yields IP networks.
+    #[must_use]
+    pub fn is_ips(self) -> bool {
+        matches!(self, Self::Ips | Self::Mixed)
+    }
+
+    /// The format's name in configuration files.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Adblock => "adblock",
+            Self::Hosts => "hosts",
+            Self::Domains => "domains",
+            Self::Ips => "ips",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
+impl fmt::Display for ListFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -263,13 +309,36 @@ pub struct DomainRule {
     pub line: u32,
 }
 
-/// One IP list entry: a network (single addresses are /32 or /128) and its line.
+/// One IP list entry: a network (single addresses are /32 or /128), how it was written, and
+/// its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpRule {
     /// The network, host bits cleared.
     pub net: IpNet,
     /// 1-based line number in the list file.
     pub line: u32,
+    /// The entry as the line wrote it.
+    pub written: IpEntry,
+}
+
+/// An IP list entry as written: an address, with the prefix length if the line gave one (host
+/// bits kept). Displays as the line wrote it, in canonical address notation (`192.0.2.1`,
+/// `10.0.0.5/8`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpEntry {
+    /// The address part.
+    pub addr: IpAddr,
+    /// The prefix length; `None` for a single address written without one.
+    pub prefix: Option<u8>,
+}
+
+impl fmt::Display for IpEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.prefix {
+            Some(p) => write!(f, "{}/{p}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
 }
 
 /// What parsing a list produced.
@@ -308,13 +377,57 @@ impl<T> Parsed<T> {
     }
 }
 
-/// A parsed list of either kind.
+/// What parsing a mixed list produced: its domains, with every skipped and bad line counted
+/// there, and its IP entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedMixed {
+    /// The domain entries, the skipped lines and the bad lines.
+    pub domains: Parsed<DomainRule>,
+    /// The IP entries, in file order.
+    pub ips: Vec<IpRule>,
+}
+
+/// A parsed list of any kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedList {
     /// From [`ListFormat::Adblock`], [`ListFormat::Hosts`] or [`ListFormat::Domains`].
     Domains(Parsed<DomainRule>),
     /// From [`ListFormat::Ips`].
     Ips(Parsed<IpRule>),
+    /// From [`ListFormat::Mixed`].
+    Mixed(ParsedMixed),
+}
+
+impl ParsedList {
+    /// The domain entries and exceptions (none for an IP list).
+    #[must_use]
+    pub fn domains(&self) -> Option<&Parsed<DomainRule>> {
+        match self {
+            Self::Domains(p) => Some(p),
+            Self::Mixed(m) => Some(&m.domains),
+            Self::Ips(_) => None,
+        }
+    }
+
+    /// The IP entries (none for a domain list).
+    #[must_use]
+    pub fn ips(&self) -> &[IpRule] {
+        match self {
+            Self::Ips(p) => &p.entries,
+            Self::Mixed(m) => &m.ips,
+            Self::Domains(_) => &[],
+        }
+    }
+
+    /// All bad lines, stored or not.
+    #[must_use]
+    pub fn error_count(&self) -> u64 {
+        match self {
+            Self::Domains(p) => p.error_count,
+            Self::Ips(p) => p.error_count,
+            Self::Mixed(m) => m.domains.error_count,
+        }
+    }
 }
 
 /// Parses `bytes` in the given format.
@@ -322,6 +435,7 @@ pub enum ParsedList {
 pub fn parse(bytes: &[u8], format: ListFormat) -> ParsedList {
     match format {
         ListFormat::Ips => ParsedList::Ips(parse_ips(bytes)),
+        ListFormat::Mixed => ParsedList::Mixed(parse_mixed(bytes)),
         domains => ParsedList::Domains(parse_domains(bytes, domains)),
     }
 }
@@ -347,9 +461,9 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
     })
 }
 
-/// Parses a domain list (adblock, hosts or plain). Given [`ListFormat::Ips`], it reads the
-/// file as a plain domain list, so its addresses are skipped as [`SkipReason::IpAddress`]; use
-/// [`parse_ips`] for IP lists.
+/// Parses a domain list (adblock, hosts or plain). Given [`ListFormat::Ips`] or
+/// [`ListFormat::Mixed`], it reads the file as a plain domain list, so its addresses are
+/// skipped as [`SkipReason::IpAddress`]; use [`parse_ips`] or [`parse_mixed`] for those.
 #[must_use]
 pub fn parse_domains(bytes: &[u8], format: ListFormat) -> Parsed<DomainRule> {
     let mut out = Parsed::default();
@@ -361,8 +475,25 @@ pub fn parse_domains(bytes: &[u8], format: ListFormat) -> Parsed<DomainRule> {
         match format {
             ListFormat::Adblock => adblock_line(&mut out, n, line),
             ListFormat::Hosts => hosts_line(&mut out, n, line),
-            ListFormat::Domains | ListFormat::Ips => plain_line(&mut out, n, line),
+            ListFormat::Domains | ListFormat::Ips | ListFormat::Mixed => {
+                plain_line(&mut out, n, line, None);
+            }
         }
+    }
+    out
+}
+
+/// Parses a mixed list: addresses and CIDRs become IP entries, other lines are read as a plain
+/// domain list; `#` and `;` start comments.
+#[must_use]
+pub fn parse_mixed(bytes: &[u8]) -> ParsedMixed {
+    let mut out = ParsedMixed::default();
+    for (n, raw) in lines(bytes) {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            out.domains.error(n, LineErrorKind::NotUtf8);
+            continue;
+        };
+        plain_line(&mut out.domains, n, line, Some(&mut out.ips));
     }
     out
 }
@@ -393,18 +524,29 @@ pub fn parse_ips(bytes: &[u8]) -> Parsed<IpRule> {
             continue;
         }
         match parse_net(first) {
-            Some(net) => out.entries.push(IpRule { net, line: n }),
+            Some((net, written)) => out.entries.push(IpRule {
+                net,
+                line: n,
+                written,
+            }),
             None => out.error(n, LineErrorKind::BadNetwork),
         }
     }
     out
 }
 
-fn parse_net(text: &str) -> Option<IpNet> {
+/// An address or CIDR: the network (host bits cleared) and the entry as written.
+fn parse_net(text: &str) -> Option<(IpNet, IpEntry)> {
     if text.contains('/') {
-        text.parse::<IpNet>().ok().map(|net| net.trunc())
+        let net = text.parse::<IpNet>().ok()?;
+        let written = IpEntry {
+            addr: net.addr(),
+            prefix: Some(net.prefix_len()),
+        };
+        Some((net.trunc(), written))
     } else {
-        text.parse::<IpAddr>().ok().map(IpNet::from)
+        let addr = text.parse::<IpAddr>().ok()?;
+        Some((IpNet::from(addr), IpEntry { addr, prefix: None }))
     }
 }
 
@@ -415,13 +557,16 @@ fn strip_comment<'a>(line: &'a str, markers: &[u8]) -> &'a str {
         .map_or(line, |at| line.get(..at).unwrap_or_default())
 }
 
-fn plain_line(out: &mut Parsed<DomainRule>, n: u32, line: &str) {
+/// A plain-list line; with `ips` (a mixed list), an address or CIDR goes there and `;` also
+/// starts a comment.
+fn plain_line(out: &mut Parsed<DomainRule>, n: u32, line: &str, ips: Option<&mut Vec<IpRule>>) {
     let trimmed = line.trim();
     if trimmed.is_empty() {
         out.skipped.add(SkipReason::Blank);
         return;
     }
-    let body = strip_comment(trimmed, b"#").trim();
+    let markers: &[u8] = if ips.is_some() { b"#;" } else { b"#" };
+    let body = strip_comment(trimmed, markers).trim();
     if body.is_empty() {
         out.skipped.add(SkipReason::Comment);
         return;
@@ -430,6 +575,16 @@ fn plain_line(out: &mut Parsed<DomainRule>, n: u32, line: &str) {
     let name = fields.next().unwrap_or_default();
     if fields.next().is_some() {
         out.error(n, LineErrorKind::ExtraFields);
+        return;
+    }
+    if let Some(ips) = ips
+        && let Some((net, written)) = parse_net(name)
+    {
+        ips.push(IpRule {
+            net,
+            line: n,
+            written,
+        });
         return;
     }
     push_name(out, n, name, false);
@@ -649,7 +804,9 @@ pub fn normalize_domain(name: &str) -> Result<String, LineErrorKind> {
 /// Guesses a list's format from its first meaningful lines (up to 200): adblock if it has an
 /// adblock header or `||`/`@@`/`!` lines, hosts if lines start with an address followed by a
 /// name, IPs if lines are single addresses or CIDRs, plain domains otherwise. Explicit choice
-/// through [`parse`] is always possible; detection is for lists added without one.
+/// through [`parse`] is always possible; detection is for lists added without one. It never
+/// answers [`ListFormat::Mixed`]: whether addresses in a domain list block connections is the
+/// user's choice (see the module docs).
 #[must_use]
 pub fn detect(bytes: &[u8]) -> ListFormat {
     let (mut adblock, mut hosts, mut ips, mut domains) = (0u32, 0u32, 0u32, 0u32);
@@ -902,6 +1059,56 @@ mod tests {
         let errs: Vec<_> = p.errors.iter().map(|e| e.line).collect();
         assert_eq!(errs, [7, 8, 9]);
         assert_eq!(p.skipped.get(SkipReason::Comment), 1);
+        // As written: host bits and the absence of a prefix are kept for explanations.
+        let written: Vec<_> = p.entries.iter().map(|r| r.written.to_string()).collect();
+        assert_eq!(
+            written,
+            [
+                "1.10.16.0/20",
+                "10.0.0.5/8",
+                "192.0.2.1",
+                "2001:db8::/32",
+                "::1"
+            ]
+        );
+    }
+
+    #[test]
+    fn mixed_lists_split_names_and_addresses() {
+        let text = "# feed
+evil.example
+198.51.100.0/24 ; c2
+2001:db8::1
+bad..name
+                    ; comment
+EVIL.test # x
+1.2.3.4/33
+";
+        let p = parse_mixed(text.as_bytes());
+        assert_eq!(domains(&p.domains), [("evil.example", 2), ("evil.test", 7)]);
+        let ips: Vec<_> = p
+            .ips
+            .iter()
+            .map(|r| (r.written.to_string(), r.line))
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                ("198.51.100.0/24".to_string(), 3),
+                ("2001:db8::1".to_string(), 4)
+            ]
+        );
+        let errs: Vec<_> = p.domains.errors.iter().map(|e| e.line).collect();
+        assert_eq!(errs, [5, 8]);
+        assert_eq!(p.domains.skipped.get(SkipReason::Comment), 2);
+        let parsed = parse(text.as_bytes(), ListFormat::Mixed);
+        assert_eq!(parsed.ips().len(), 2);
+        assert_eq!(parsed.domains().map(|d| d.entries.len()), Some(2));
+        assert_eq!(parsed.error_count(), 2);
+        // The same file read as a plain domain list skips the addresses.
+        let plain = parse_domains(text.as_bytes(), ListFormat::Domains);
+        assert_eq!(plain.skipped.get(SkipReason::IpAddress), 1);
+        assert_eq!(detect(text.as_bytes()), ListFormat::Domains);
     }
 
     #[test]

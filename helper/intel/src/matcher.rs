@@ -623,22 +623,24 @@ impl DomainSet {
     }
 }
 
-/// The current [`DomainSet`], replaced whole without pausing lookups.
+/// The current set (by default a [`DomainSet`]; any value built whole, such as a domain set
+/// and an [`crate::ipset::IpSet`] that must change together), replaced whole without pausing
+/// lookups.
 #[derive(Debug)]
-pub struct LiveSet {
-    current: ArcSwap<DomainSet>,
+pub struct LiveSet<T = DomainSet> {
+    current: ArcSwap<T>,
 }
 
-impl Default for LiveSet {
+impl<T: Default> Default for LiveSet<T> {
     fn default() -> Self {
-        Self::new(DomainSet::default())
+        Self::new(T::default())
     }
 }
 
-impl LiveSet {
+impl<T> LiveSet<T> {
     /// Starts with `set`.
     #[must_use]
-    pub fn new(set: DomainSet) -> Self {
+    pub fn new(set: T) -> Self {
         Self {
             current: ArcSwap::from_pointee(set),
         }
@@ -648,12 +650,12 @@ impl LiveSet {
     /// guard keeps an old set alive after a swap). A thread's first load may allocate once
     /// (arc-swap registers the thread); later loads and all lookups do not.
     #[must_use]
-    pub fn load(&self) -> Guard<Arc<DomainSet>> {
+    pub fn load(&self) -> Guard<Arc<T>> {
         self.current.load()
     }
 
     /// Replaces the set; lookups already running finish on the old one. Returns the old set.
-    pub fn swap(&self, set: DomainSet) -> Arc<DomainSet> {
+    pub fn swap(&self, set: T) -> Arc<T> {
         self.current.swap(Arc::new(set))
     }
 }

@@ -1,12 +1,15 @@
-//! Lookups run on the DNS path for every query: they must not allocate. A counting global
-//! allocator (this test binary only) checks it across hits, misses, exceptions, odd names and
-//! a filtered lookup.
+//! Lookups run on the DNS and verdict paths for every query and connection: they must not
+//! allocate. A counting global allocator (this test binary only) checks it across hits,
+//! misses, exceptions, odd names and filtered lookups, for domain and IP sets.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use portcullis_intel::lists::{Category, ListFormat, ListMeta, parse_domains};
+use std::net::IpAddr;
+
+use portcullis_intel::ipset::IpSetBuilder;
+use portcullis_intel::lists::{Category, ListFormat, ListMeta, parse_domains, parse_ips};
 use portcullis_intel::matcher::{DomainSetBuilder, LiveSet, MatchKind};
 
 struct Counting;
@@ -81,4 +84,54 @@ fn lookups_do_not_allocate() {
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "allocations during lookups");
     assert_eq!(seen, [3_000, 1_000, 3_000]);
+}
+
+#[test]
+fn ip_lookups_do_not_allocate() {
+    let text = "10.0.0.0/8\n10.1.0.0/16\n10.1.2.3\n::ffff:192.0.2.0/120\n2001:db8::/32\n::1\n";
+    let parsed = parse_ips(text.as_bytes());
+    let mut b = IpSetBuilder::new();
+    for id in ["a", "b"] {
+        let meta = ListMeta {
+            id: id.into(),
+            name: id.into(),
+            category: Category::Malware,
+            source: "test".into(),
+        };
+        b.add_list(meta, &parsed.entries).unwrap();
+    }
+    let live = LiveSet::new(b.build().unwrap());
+    let queries: Vec<IpAddr> = [
+        "10.1.2.3",
+        "10.200.0.1",
+        "::ffff:10.1.0.1",
+        "192.0.2.9",
+        "2001:db8::5",
+        "::1",
+        "203.0.113.1",
+        "fe80::1",
+    ]
+    .iter()
+    .map(|q| q.parse().unwrap())
+    .collect();
+
+    drop(live.load());
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut hits = 0;
+    for _ in 0..1_000 {
+        let set = live.load();
+        for &q in &queries {
+            if let Some(m) = set.lookup(q) {
+                hits += 1;
+                // Formatting the entry is the caller's (allocating) business; reading it is not.
+                let _ = (m.entry.addr, m.entry.prefix, m.line, m.list);
+            }
+            let _ = set.lookup_in(q, |l| l.0 == 1);
+        }
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(after - before, 0, "allocations during lookups");
+    assert_eq!(hits, 6_000);
 }

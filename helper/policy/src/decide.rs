@@ -12,6 +12,9 @@
 //!    the connection's scope (`Internet` also covers `P2P`; `Inbound` blocks inbound
 //!    connections except from localhost).
 //! 3. **The global rules**, in order, first match wins.
+//!    Then **filter lists** (`filter_lists`, found by the caller as [`Facts::listed`]): a
+//!    domain entry naming the connection's domain (or a parent), else an IP/CIDR entry holding
+//!    its remote address (never a loopback address).
 //! 4. **The same blocking settings when they come from the global profile or the built-in
 //!    defaults.** An app value replaces the global one: an app with `block_inbound=false` is
 //!    an exception, and inbound connections to it are not blocked here.
@@ -57,12 +60,24 @@ pub struct Facts<'a> {
     pub asn: Option<u32>,
     /// The continent of `country` (AF, AN, AS, EU, NA, OC, SA), when known.
     pub continent: Option<[u8; 2]>,
-    /// The filter-list entry that blocks `domain` among the lists this app uses
-    /// (`filter_lists`), found by the caller; `None` when no enabled list blocks it.
+    /// The filter-list entry that blocks `domain` (a domain entry) or `remote` (an IP/CIDR
+    /// entry) among the lists this app uses (`filter_lists`), found by the caller; `None` when
+    /// no enabled list blocks either.
     pub listed: Option<ListHit<'a>>,
 }
 
-/// A filter-list entry that blocks a name.
+/// What a filter-list entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListTarget {
+    /// A domain (and its subdomains): it decides names, and connections that carry the name.
+    Name,
+    /// An IP address or network: it decides connections to and from its addresses, whatever
+    /// name they were looked up by. Never the machine's own loopback addresses (a list cannot
+    /// know this machine, and local IPC must not break).
+    Address,
+}
+
+/// A filter-list entry that blocks a name or an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListHit<'a> {
     /// The list's id, e.g. `easyprivacy`.
@@ -71,19 +86,26 @@ pub struct ListHit<'a> {
     pub name: &'a str,
     /// What the list blocks.
     pub category: portcullis_protocol::ListCategory,
-    /// The listed name that matched (the name itself or a parent).
+    /// The listed name that matched (the name itself or a parent), or the listed address or
+    /// network as the list wrote it.
     pub entry: &'a str,
     /// The entry's line in the list file.
     pub line: u32,
+    /// Whether the entry names a domain or addresses.
+    pub target: ListTarget,
 }
 
 impl ListHit<'_> {
-    /// The block this entry makes, as an explanation.
+    /// The block this entry makes, as an explanation; `name` is what was decided (the domain,
+    /// or the remote address as text).
     pub fn explanation(&self, name: &str) -> Explanation {
         let how = if self.entry == name {
             String::new()
         } else {
-            format!(" under {}", self.entry)
+            match self.target {
+                ListTarget::Name => format!(" under {}", self.entry),
+                ListTarget::Address => format!(" (in {})", self.entry),
+            }
         };
         Explanation {
             verdict: Verdict::Block,
@@ -153,8 +175,14 @@ pub fn decide(
         return found;
     }
     // 3½. Filter lists: after every rule, so that the user's allow rules win over them.
-    if let (Some(hit), Some(domain)) = (facts.listed, facts.domain) {
-        return hit.explanation(domain);
+    if let Some(hit) = facts.listed {
+        match (hit.target, facts.domain) {
+            (ListTarget::Name, Some(domain)) => return hit.explanation(domain),
+            (ListTarget::Address, _) if classify_ip(facts.remote) != AddressClass::Localhost => {
+                return hit.explanation(&facts.remote.to_canonical().to_string());
+            }
+            _ => {}
+        }
     }
     // 4. Blocking settings from the global profile or the defaults.
     for entry in blocking.iter().filter(|e| e.source != SettingSource::App) {
@@ -895,6 +923,7 @@ mod tests {
             category: portcullis_protocol::ListCategory::Trackers,
             entry: "tracker.example",
             line: 1234,
+            target: ListTarget::Name,
         };
         let mut facts = out("203.0.113.5", 443);
         facts.domain = Some("cdn.tracker.example");
@@ -921,9 +950,98 @@ mod tests {
             .decide_name_listed("cdn.tracker.example", Some(&hit))
             .unwrap();
         assert!(e.summary.contains("under tracker.example"), "{}", e.summary);
-        // Without a domain (an address-only connection) a list has nothing to say.
+        // Without a domain (an address-only connection) a domain entry has nothing to say.
         facts.domain = None;
         assert_eq!(World::new().decide(&facts).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn ip_list_entries_block_addresses_after_every_rule() {
+        let hit = ListHit {
+            list: "drop",
+            name: "Bad networks",
+            category: portcullis_protocol::ListCategory::Malware,
+            entry: "203.0.113.0/24",
+            line: 7,
+            target: ListTarget::Address,
+        };
+        // With or without a name, in either direction.
+        let mut facts = out("203.0.113.5", 443);
+        facts.listed = Some(hit);
+        let e = World::new().decide(&facts);
+        assert_eq!(e.verdict, Verdict::Block);
+        assert_eq!(
+            e.summary,
+            "blocked: 203.0.113.5 (in 203.0.113.0/24) is on the malware list Bad networks \
+             (line 7; filter_lists)"
+        );
+        assert_eq!(
+            e.decided_by,
+            DecidedBy::List {
+                list: "drop".into(),
+                name: "Bad networks".into(),
+                category: portcullis_protocol::ListCategory::Malware,
+                entry: "203.0.113.0/24".into(),
+                line: 7,
+            }
+        );
+        facts.domain = Some("shop.example");
+        assert_eq!(World::new().decide(&facts).verdict, Verdict::Block);
+        let mut inbound_facts = inbound("203.0.113.5", 22);
+        inbound_facts.listed = Some(hit);
+        let world = World::new().global_set(SettingKey::BlockInbound, "false");
+        assert!(matches!(
+            world.decide(&inbound_facts).decided_by,
+            DecidedBy::List { line: 7, .. }
+        ));
+        // A mapped address is explained as the IPv4 address it is.
+        let mut mapped = out("::ffff:203.0.113.5", 443);
+        mapped.listed = Some(hit);
+        assert!(
+            World::new()
+                .decide(&mapped)
+                .summary
+                .starts_with("blocked: 203.0.113.5 (in"),
+        );
+        // A single-address entry is not repeated.
+        let single = ListHit {
+            entry: "203.0.113.5",
+            ..hit
+        };
+        facts.listed = Some(single);
+        assert!(
+            World::new()
+                .decide(&facts)
+                .summary
+                .starts_with("blocked: 203.0.113.5 is on the malware list"),
+        );
+        facts.listed = Some(hit);
+        // The user's allow rules win: an address, a network or a name rule, global or the app's.
+        for rules in [
+            &["+ 203.0.113.5"][..],
+            &["+ 203.0.0.0/16"],
+            &["+ shop.example"],
+        ] {
+            assert_eq!(
+                World::new().global_rules(rules).decide(&facts).verdict,
+                Verdict::Allow,
+                "{rules:?}"
+            );
+            assert_eq!(
+                World::new().app_rules(rules).decide(&facts).verdict,
+                Verdict::Allow,
+                "{rules:?}"
+            );
+        }
+        // A list never blocks this machine's loopback addresses.
+        let mut local = out("127.0.0.1", 53);
+        local.listed = Some(ListHit {
+            entry: "127.0.0.0/8",
+            ..hit
+        });
+        assert_eq!(World::new().decide(&local).verdict, Verdict::Allow);
+        // An address entry never decides a name on its own.
+        assert_eq!(World::new().decide_name_listed("shop.example", None), None);
     }
 
     #[test]

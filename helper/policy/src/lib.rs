@@ -13,7 +13,7 @@ pub mod scope;
 pub mod settings;
 
 pub mod doh;
-pub use decide::{Facts, ListHit, ProfileRules, StoredRule, decide, decide_name};
+pub use decide::{Facts, ListHit, ListTarget, ProfileRules, StoredRule, decide, decide_name};
 pub use rule::{Direction, Entity, PortSpec, Protocol, Rule, RuleAction, RuleError};
 pub use scope::{AddressClass, classify_ip};
 pub use settings::{Overrides, builtin_default, resolve, settings_view};

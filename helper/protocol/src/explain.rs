@@ -75,7 +75,8 @@ pub enum DecidedBy {
         /// The rule in canonical text.
         text: String,
     },
-    /// A filter list the app uses (`filter_lists`) names the domain, and no rule allowed it.
+    /// A filter list the app uses (`filter_lists`) names the domain or holds the remote
+    /// address, and no rule allowed it.
     List {
         /// The list's id, e.g. `easyprivacy`.
         list: String,
@@ -83,7 +84,8 @@ pub enum DecidedBy {
         name: String,
         /// What it blocks.
         category: crate::settings::ListCategory,
-        /// The listed name that matched (the domain itself or a parent).
+        /// The listed name that matched (the domain itself or a parent), or the listed
+        /// address or network as the list wrote it (`192.0.2.0/24`).
         entry: String,
         /// The entry's line in the list file.
         line: u32,

@@ -38,7 +38,8 @@ name: string,
  */
 category: ListCategory, 
 /**
- * The listed name that matched (the domain itself or a parent).
+ * The listed name that matched (the domain itself or a parent), or the listed
+ * address or network as the list wrote it (`192.0.2.0/24`).
  */
 entry: string, 
 /**

@@ -717,9 +717,9 @@ impl Service {
         Ok(Response::Answered(Answered { id, rule }))
     }
 
-    /// Decides a hypothetical connection with the policy in force. The facts a live
-    /// connection would add (country, ASN) are not known for a hypothetical one.
-    /// The geo data and filter lists `explain` consults.
+    /// The geo data and filter lists `explain` consults, the same ones the verdict path uses
+    /// (so `explain` finds country, ASN and list entries, by name and by address, as a live
+    /// connection would).
     pub fn set_intel(
         &mut self,
         geo: Arc<portcullis_intel::geo::LiveGeo>,
@@ -778,14 +778,13 @@ impl Service {
         let (place, listed) = match &self.intel {
             Some((geo, lists)) => (
                 crate::verdict::Place::of(&geo.load(), query.remote),
-                domain.as_deref().and_then(|d| {
-                    lists.check(
-                        app.and_then(|k| self.snapshot.apps.get(k))
-                            .map(|p| &p.overrides),
-                        &self.snapshot.global.overrides,
-                        d,
-                    )
-                }),
+                lists.check_connection(
+                    app.and_then(|k| self.snapshot.apps.get(k))
+                        .map(|p| &p.overrides),
+                    &self.snapshot.global.overrides,
+                    domain.as_deref(),
+                    query.remote,
+                ),
             ),
             None => (crate::verdict::Place::default(), None),
         };
