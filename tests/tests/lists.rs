@@ -101,15 +101,58 @@ fn listed_names_are_refused_for_the_apps_that_use_the_list() {
     ]);
     assert_eq!(why["decided_by"]["kind"], "list", "{why}");
 
-    // An app that only uses the ad lists is not stopped by the tracker list.
-    helper.ctl_json([
-        "settings",
-        "set",
-        "--app",
-        game.to_str().unwrap(),
-        "filter_lists",
-        "ads",
-    ]);
+    // `lists status`: what each list holds, and what is missing.
+    let status = helper.ctl_json(["lists", "status"]);
+    let list = |id: &str| {
+        status["lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {status}"))
+    };
+    let privacy = list("easyprivacy");
+    assert_eq!(privacy["domains"], 1, "{privacy}");
+    assert_eq!(privacy["skipped"], 2, "the header and the title: {privacy}");
+    assert_eq!(privacy["category"], "trackers", "{privacy}");
+    assert!(privacy["error"].is_null(), "{privacy}");
+    let urlhaus = list("urlhaus");
+    assert!(
+        urlhaus["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("urlhaus")),
+        "a list whose file is missing says so: {urlhaus}"
+    );
+    assert_eq!(status["data_version"], 0, "{status}");
+    assert_eq!(
+        status["enabled"],
+        serde_json::json!(["ads", "trackers", "malware", "phishing"])
+    );
+    let text = helper.ctl(["lists", "status"]);
+    assert!(
+        text.stdout.contains("easyprivacy") && text.stdout.contains("not in force"),
+        "{text}"
+    );
+
+    // An app that only uses the ad lists is not stopped by the tracker list: `lists disable`
+    // for that app takes the trackers (and the others) off, one by one.
+    for category in ["trackers", "malware", "phishing"] {
+        helper.ctl_json([
+            "lists",
+            "disable",
+            category,
+            "--app",
+            game.to_str().unwrap(),
+        ]);
+    }
+    let game_settings = helper.ctl_json(["settings", "get", "--app", game.to_str().unwrap()]);
+    assert!(
+        game_settings.to_string().contains("\"ads\""),
+        "{game_settings}"
+    );
+    let bad = helper.ctl(["lists", "enable", "weather"]);
+    assert!(!bad.success() && bad.stderr.contains("weather"), "{bad}");
     assert_eq!(query(&game, "pixel.tracker.test").code(), Some(OK));
     assert_eq!(query(&game, "banners.test").code(), Some(RESOLVE));
     // The user's allow rule wins over every list.

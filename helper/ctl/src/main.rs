@@ -93,12 +93,39 @@ enum Command {
     /// What the helper's geo-IP and ASN data say of an address.
     #[command(subcommand)]
     Intel(IntelCmd),
+    /// Filter lists: what each holds, which categories are in force, and updates.
+    #[command(subcommand)]
+    Lists(ListsCmd),
     /// Write the man pages and shell completions to DIR (for packagers).
     #[command(hide = true)]
     GenerateDocs {
         /// Where to write them (`man/`, `completions/`).
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ListsCmd {
+    /// Every list: category, entries, skipped and bad lines, whether it is in force; the
+    /// categories in force; the data version.
+    Status,
+    /// Turn a category of lists on (ads, trackers, malware, phishing), for every app or for
+    /// one (`--app`; the app then no longer inherits the global choice).
+    Enable {
+        /// ads, trackers, malware or phishing.
+        category: String,
+        #[command(flatten)]
+        app: AppOpt,
+    },
+    /// Turn a category of lists off, for every app or for one (`--app`).
+    Disable {
+        /// ads, trackers, malware or phishing.
+        category: String,
+        #[command(flatten)]
+        app: AppOpt,
+    },
+    /// Check for newer signed lists now (as `updates check`).
+    Update,
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,6 +437,25 @@ enum Show {
     Dns,
     Updates,
     Intel,
+    Lists,
+    ListsToggle {
+        category: portcullis_protocol::ListCategory,
+        on: bool,
+        app: Option<String>,
+    },
+}
+
+/// A list category named on the command line.
+fn category_arg(text: &str) -> Result<portcullis_protocol::ListCategory, Failure> {
+    portcullis_protocol::ListCategory::ALL
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
+        .ok_or_else(|| {
+            usage(format!(
+                "unknown list category `{}`: use ads, trackers, malware or phishing",
+                text.escape_debug()
+            ))
+        })
 }
 
 /// Turns the command line into the request to send, checking everything that can be checked
@@ -513,6 +559,23 @@ fn plan(command: &Command) -> Result<(Request, Show), Failure> {
         Command::Updates(UpdatesCmd::Status) => (Request::UpdateStatus, Show::Updates),
         Command::Updates(UpdatesCmd::Check) => (Request::UpdateCheck, Show::Updates),
         Command::Intel(IntelCmd::Lookup { ip }) => (Request::IntelLookup { ip: *ip }, Show::Intel),
+        Command::Lists(ListsCmd::Status) => (Request::ListsStatus, Show::Lists),
+        Command::Lists(ListsCmd::Update) => (Request::UpdateCheck, Show::Updates),
+        Command::Lists(
+            ListsCmd::Enable { category, app } | ListsCmd::Disable { category, app },
+        ) => {
+            let category = category_arg(category)?;
+            let on = matches!(command, Command::Lists(ListsCmd::Enable { .. }));
+            // The global settings first: an app the helper has not seen yet inherits them.
+            (
+                Request::GetSettings { app: None },
+                Show::ListsToggle {
+                    category,
+                    on,
+                    app: app.app.clone(),
+                },
+            )
+        }
         Command::Dns(DnsCmd::Status) => (Request::DnsStatus, Show::Dns),
         Command::Dns(DnsCmd::Flush) => (Request::DnsFlush, Show::Dns),
         Command::Dns(DnsCmd::Query { name, app }) => (
@@ -645,6 +708,54 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Show::Intel => output::intel(&resp, json),
+        Show::Lists => {
+            let updates = call(&mut client, Request::UpdateStatus).await?;
+            output::lists(&resp, &updates, json);
+        }
+        Show::ListsToggle { category, on, app } => {
+            let resp = match &app {
+                None => resp,
+                Some(a) => match call(
+                    &mut client,
+                    Request::GetSettings {
+                        app: Some(a.clone()),
+                    },
+                )
+                .await
+                {
+                    Err(e) if e.code == "not_found" => resp,
+                    other => other?,
+                },
+            };
+            let Response::Settings(view) = &resp else {
+                return Err(Failure {
+                    code: "protocol",
+                    message: "the helper answered settings with something else".into(),
+                    exit: 1,
+                });
+            };
+            let mut now: Vec<portcullis_protocol::ListCategory> = view
+                .entries
+                .iter()
+                .find(|e| e.key == SettingKey::FilterLists)
+                .and_then(|e| match &e.value {
+                    SettingValue::Categories(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            now.retain(|c| *c != category);
+            if on {
+                now.push(category);
+            }
+            now.sort();
+            let set = Request::SetSetting {
+                app,
+                key: SettingKey::FilterLists,
+                value: Some(SettingValue::Categories(now)),
+            };
+            let done = call(&mut client, set).await?;
+            output::settings(&done, Some(SettingKey::FilterLists), json);
+        }
         Show::PromptsWatch => {
             let now = call(&mut client, Request::ListPrompts).await?;
             output::prompts(&now, json);

@@ -505,6 +505,58 @@ pub fn updates(resp: &Response, json: bool) {
     println!("last check: {last}");
 }
 
+pub fn lists(resp: &Response, updates: &Response, json: bool) {
+    let (Response::Lists(l), Response::Updates(u)) = (resp, updates) else {
+        return print_json(&data(resp));
+    };
+    if json {
+        let mut value = data(resp);
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("data_version".into(), u.installed_version.into());
+            obj.insert(
+                "last_check_ms".into(),
+                u.last_check_ms.map_or(serde_json::Value::Null, Into::into),
+            );
+        }
+        return print_json(&value);
+    }
+    let enabled: Vec<&str> = l.enabled.iter().map(|c| c.as_str()).collect();
+    println!(
+        "in force for every app: {}",
+        if enabled.is_empty() {
+            "no category".to_owned()
+        } else {
+            enabled.join(", ")
+        }
+    );
+    if u.installed_version == 0 {
+        println!("data: as shipped with the package");
+    } else {
+        println!("data: signed update version {}", u.installed_version);
+    }
+    println!(
+        "{:<18} {:<10} {:>9} {:>9} {:>9} {:>5}  STATE",
+        "LIST", "CATEGORY", "DOMAINS", "NETWORKS", "SKIPPED", "BAD"
+    );
+    for list in &l.lists {
+        let state = match &list.error {
+            Some(e) => format!("not in force: {}", clean(e)),
+            None if l.enabled.contains(&list.category) => "in force".to_owned(),
+            None => "loaded; category off".to_owned(),
+        };
+        println!(
+            "{:<18} {:<10} {:>9} {:>9} {:>9} {:>5}  {}",
+            clean(&list.id),
+            list.category.as_str(),
+            list.domains,
+            list.networks,
+            list.skipped,
+            list.bad_lines,
+            state
+        );
+    }
+}
+
 pub fn intel(resp: &Response, json: bool) {
     if json {
         return print_json(&data(resp));

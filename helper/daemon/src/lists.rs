@@ -196,11 +196,20 @@ pub struct Sets {
     ips: IpSet,
 }
 
+/// A load's sets and what it found of each list, swapped in together.
+#[derive(Debug)]
+pub struct Built {
+    sets: Sets,
+    states: Vec<portcullis_protocol::ListState>,
+}
+
 /// The filter lists in force, and the local list files to read on every (re)load.
 #[derive(Debug, Default)]
 pub struct Lists {
     set: LiveSet<Sets>,
     local: Vec<LocalList>,
+    /// Every list as the last load in force found it (for `lists status`).
+    state: std::sync::Mutex<Vec<portcullis_protocol::ListState>>,
 }
 
 /// One list that loaded: its id, and how many domain and IP entries it holds.
@@ -212,6 +221,38 @@ pub struct LoadedList {
     pub domains: usize,
     /// IP address and CIDR entries.
     pub networks: usize,
+}
+
+/// Every list a load looked at, as `lists status` shows it.
+fn states_of(
+    lists: &[(String, String, ListCategory, bool, String)],
+    loaded: &Loaded,
+    lines: &std::collections::HashMap<String, (u64, u64)>,
+) -> Vec<portcullis_protocol::ListState> {
+    lists
+        .iter()
+        .map(|(id, name, category, shipped, source)| {
+            let found = loaded.lists.iter().find(|l| &l.id == id);
+            let error = loaded
+                .missing
+                .iter()
+                .find(|(m, _)| m == id)
+                .map(|(_, why)| why.clone());
+            let (skipped, bad_lines) = lines.get(id).copied().unwrap_or((0, 0));
+            portcullis_protocol::ListState {
+                id: id.clone(),
+                name: name.clone(),
+                category: *category,
+                shipped: *shipped,
+                source: source.clone(),
+                domains: found.map_or(0, |l| l.domains as u64),
+                networks: found.map_or(0, |l| l.networks as u64),
+                skipped,
+                bad_lines,
+                error,
+            }
+        })
+        .collect()
 }
 
 /// What loading found, for the log and `status`.
@@ -237,21 +278,38 @@ impl Lists {
         let mut lists = Lists {
             set: LiveSet::default(),
             local,
+            state: std::sync::Mutex::default(),
         };
         let (set, loaded) = lists.build(source);
-        lists.set = LiveSet::new(set);
+        lists.set = LiveSet::new(set.sets);
+        *lists
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set.states;
         (lists, loaded)
     }
 
     /// Replaces the lists in force whole (domains and addresses together); lookups already
     /// running finish on the old sets.
-    pub fn swap(&self, set: Sets) -> std::sync::Arc<Sets> {
-        self.set.swap(set)
+    pub fn swap(&self, built: Built) -> std::sync::Arc<Sets> {
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = built.states;
+        self.set.swap(built.sets)
+    }
+
+    /// Every list, as the load in force found it.
+    pub fn states(&self) -> Vec<portcullis_protocol::ListState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Builds the sets from `source` and the local list files. Never fails: what cannot be
     /// read is reported in [`Loaded::missing`] and left out.
-    pub fn build(&self, source: &DataSource) -> (Sets, Loaded) {
+    pub fn build(&self, source: &DataSource) -> (Built, Loaded) {
         let mut domains = DomainSetBuilder::new();
         let mut ips = IpSetBuilder::new();
         let mut loaded = Loaded::default();
@@ -273,7 +331,17 @@ impl Lists {
                 l.format.parser(),
             )
         });
-        for (id, name, category, path, format) in shipped.chain(local) {
+        let mut seen: Vec<(String, String, ListCategory, bool, String)> = Vec::new();
+        let mut lines = std::collections::HashMap::new();
+        let shipped_count = SHIPPED.len();
+        for (k, (id, name, category, path, format)) in shipped.chain(local).enumerate() {
+            seen.push((
+                id.clone(),
+                name.clone(),
+                category,
+                k < shipped_count,
+                path.display().to_string(),
+            ));
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 Err(e) => {
@@ -284,6 +352,7 @@ impl Lists {
                 }
             };
             let parsed = parse(&bytes, format);
+            lines.insert(id.clone(), (parsed.skipped_count(), parsed.error_count()));
             let meta = ListMeta {
                 id: id.clone(),
                 name,
@@ -308,7 +377,14 @@ impl Lists {
                 .push(("all IP lists".to_owned(), e.to_string()));
             IpSet::default()
         });
-        (Sets { domains, ips }, loaded)
+        let states = states_of(&seen, &loaded, &lines);
+        (
+            Built {
+                sets: Sets { domains, ips },
+                states,
+            },
+            loaded,
+        )
     }
 
     /// The entry that blocks `name` among the lists of the categories `app` uses
@@ -353,7 +429,7 @@ impl Lists {
 }
 
 /// The categories `app` uses; `None` when it uses none.
-fn enabled(app: Option<&Overrides>, global: &Overrides) -> Option<Vec<ListCategory>> {
+pub fn enabled(app: Option<&Overrides>, global: &Overrides) -> Option<Vec<ListCategory>> {
     match resolve(SettingKey::FilterLists, app, global).value {
         SettingValue::Categories(enabled) if !enabled.is_empty() => Some(enabled),
         _ => None,

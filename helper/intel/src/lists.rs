@@ -419,6 +419,16 @@ impl ParsedList {
         }
     }
 
+    /// Lines that are no entry of this kind of list (comments, cosmetic rules, …), counted.
+    #[must_use]
+    pub fn skipped_count(&self) -> u64 {
+        match self {
+            Self::Domains(p) => p.skipped.total(),
+            Self::Ips(p) => p.skipped.total(),
+            Self::Mixed(m) => m.domains.skipped.total(),
+        }
+    }
+
     /// All bad lines, stored or not.
     #[must_use]
     pub fn error_count(&self) -> u64 {

@@ -245,6 +245,8 @@ pub enum Request {
     /// Checks for a newer signed data bundle now, and installs it if it passes every check.
     /// Answer: `Updates`, whose `last` is this check's outcome.
     UpdateCheck,
+    /// The filter lists: what each holds and whether it is in force. Answer: `Lists`.
+    ListsStatus,
     /// What the geo-IP and ASN data in force say of an address. Answer: `Intel`.
     IntelLookup {
         /// The address.
@@ -285,7 +287,8 @@ impl Request {
             | Request::LiveRates
             | Request::UpdateStatus
             | Request::UpdateCheck
-            | Request::IntelLookup { .. } => true,
+            | Request::IntelLookup { .. }
+            | Request::ListsStatus => true,
             // Clearing again after a reconnect would remove what was recorded meanwhile.
             Request::AddRule { .. }
             | Request::RemoveRule { .. }
@@ -355,6 +358,8 @@ pub enum Response {
     Updates(Box<UpdateStatus>),
     /// For `IntelLookup`.
     Intel(Box<crate::intel::IntelInfo>),
+    /// For `ListsStatus`.
+    Lists(Box<crate::intel::ListsStatus>),
 }
 
 /// Something that happened in the helper, sent to subscribers.

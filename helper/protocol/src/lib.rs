@@ -28,7 +28,7 @@ pub use history::{
     AppRate, BANDWIDTH_POINTS_MAX, BandwidthPoint, HISTORY_PAGE_MAX, HistoryBucket, HistoryCursor,
     HistoryFilter, HistoryKind, HistoryPage, HistoryRow, HistoryTopBy, HistoryTopEntry,
 };
-pub use intel::IntelInfo;
+pub use intel::{IntelInfo, ListState, ListsStatus};
 pub use prompts::{
     Answered, PromptAnswer, PromptDuration, PromptInfo, PromptOutcome, PromptTarget,
 };

@@ -704,6 +704,51 @@ fn fixtures() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "req_lists_status",
+            v(&ClientFrame::Request {
+                id: 23,
+                request: Request::ListsStatus,
+            }),
+        ),
+        (
+            "resp_lists",
+            v(&ServerFrame::Response {
+                id: 23,
+                reply: Reply::Ok(Response::Lists(Box::new(portcullis_protocol::ListsStatus {
+                    lists: vec![
+                        portcullis_protocol::ListState {
+                            id: "easyprivacy".to_owned(),
+                            name: "EasyPrivacy".to_owned(),
+                            category: portcullis_protocol::ListCategory::Trackers,
+                            shipped: true,
+                            source: "/usr/share/portcullis/intel/lists/easyprivacy.txt".to_owned(),
+                            domains: 41_230,
+                            networks: 0,
+                            skipped: 12_004,
+                            bad_lines: 3,
+                            error: None,
+                        },
+                        portcullis_protocol::ListState {
+                            id: "drop".to_owned(),
+                            name: "Spamhaus DROP".to_owned(),
+                            category: portcullis_protocol::ListCategory::Malware,
+                            shipped: false,
+                            source: "/etc/portcullis/lists/drop.txt".to_owned(),
+                            domains: 0,
+                            networks: 0,
+                            skipped: 0,
+                            bad_lines: 0,
+                            error: Some("/etc/portcullis/lists/drop.txt: No such file or directory (os error 2)".to_owned()),
+                        },
+                    ],
+                    enabled: vec![
+                        portcullis_protocol::ListCategory::Ads,
+                        portcullis_protocol::ListCategory::Trackers,
+                    ],
+                }))),
+            }),
+        ),
+        (
             "event_prompt_added",
             v(&ServerFrame::Event {
                 event: Event::PromptAdded { prompt },

@@ -141,7 +141,7 @@ bucket: HistoryBucket, } } | { "method": "live_rates" } | { "method": "history_c
 /**
  * The app, or `None` for everything.
  */
-app: string | null, } } | { "method": "update_status" } | { "method": "update_check" } | { "method": "intel_lookup", "params": { 
+app: string | null, } } | { "method": "update_status" } | { "method": "update_check" } | { "method": "lists_status" } | { "method": "intel_lookup", "params": { 
 /**
  * The address.
  */

@@ -10,6 +10,7 @@ import type { Explanation } from "./Explanation";
 import type { HistoryPage } from "./HistoryPage";
 import type { HistoryTopEntry } from "./HistoryTopEntry";
 import type { IntelInfo } from "./IntelInfo";
+import type { ListsStatus } from "./ListsStatus";
 import type { PromptInfo } from "./PromptInfo";
 import type { RuleInfo } from "./RuleInfo";
 import type { SettingsView } from "./SettingsView";
@@ -39,4 +40,4 @@ entries: number, } } | { "kind": "history", "data": HistoryPage } | { "kind": "h
 /**
  * Rows removed.
  */
-rows: number, } } | { "kind": "updates", "data": UpdateStatus } | { "kind": "intel", "data": IntelInfo };
+rows: number, } } | { "kind": "updates", "data": UpdateStatus } | { "kind": "intel", "data": IntelInfo } | { "kind": "lists", "data": ListsStatus };

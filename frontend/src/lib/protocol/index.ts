@@ -28,6 +28,8 @@ export type { HistoryTopBy } from "./HistoryTopBy";
 export type { HistoryTopEntry } from "./HistoryTopEntry";
 export type { IntelInfo } from "./IntelInfo";
 export type { ListCategory } from "./ListCategory";
+export type { ListState } from "./ListState";
+export type { ListsStatus } from "./ListsStatus";
 export type { ProfileLabel } from "./ProfileLabel";
 export type { PromptAnswer } from "./PromptAnswer";
 export type { PromptDuration } from "./PromptDuration";

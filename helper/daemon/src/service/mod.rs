@@ -469,6 +469,17 @@ impl Service {
                 },
             ))),
             Request::IntelLookup { ip } => Ok(Response::Intel(Box::new(self.intel_lookup(ip)))),
+            Request::ListsStatus => Ok(Response::Lists(Box::new(
+                portcullis_protocol::ListsStatus {
+                    lists: self
+                        .intel
+                        .as_ref()
+                        .map(|(_, lists)| lists.states())
+                        .unwrap_or_default(),
+                    enabled: crate::lists::enabled(None, &self.snapshot.global.overrides)
+                        .unwrap_or_default(),
+                },
+            ))),
             // The connection layer answers these (the updater lives there).
             Request::UpdateStatus | Request::UpdateCheck => Err(ErrorFrame::new(
                 ErrorCode::Internal,
