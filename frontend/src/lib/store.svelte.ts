@@ -226,6 +226,11 @@ export class Store {
     return call(this.transport, { method: check ? "update_check" : "update_status" }, "updates");
   }
 
+  /** Every filter list, what it holds and whether it is in force. */
+  lists() {
+    return call(this.transport, { method: "lists_status" }, "lists");
+  }
+
   /** Bytes per bucket for one app (or all), oldest first. */
   historyBandwidth(app: string | null, sinceMs: number, untilMs: number, bucket: HistoryBucket) {
     return call(
