@@ -176,6 +176,8 @@ pub struct UnboundConfig {
     /// Records of the zone, in zone-file syntax (`www.test. 300 IN A 192.0.2.10`). A SOA with
     /// a 60 s negative TTL is added.
     pub records: Vec<String>,
+    /// Log every query (tests read the log); benchmarks turn it off, as it costs throughput.
+    pub log_queries: bool,
 }
 
 /// Starts `unbound` in `ns` with `config`, certificates from `pki`, and waits until every
@@ -217,7 +219,10 @@ pub fn start_unbound(ns: &Ns, pki: &TestPki, config: &UnboundConfig) -> LabProce
         "do-daemonize: no".to_owned(),
         "use-syslog: no".to_owned(),
         "logfile: \"\"".to_owned(),
-        "log-queries: yes".to_owned(),
+        format!(
+            "log-queries: {}",
+            if config.log_queries { "yes" } else { "no" }
+        ),
         "verbosity: 1".to_owned(),
         "num-threads: 1".to_owned(),
         "so-reuseport: no".to_owned(),
@@ -312,6 +317,19 @@ pub fn start_dnsmasq(
     hosts: &[&str],
     txts: &[String],
 ) -> LabProcess {
+    start_dnsmasq_logging(ns, addr, port, zone, hosts, txts, true)
+}
+
+/// [`start_dnsmasq`], logging every query or not (benchmarks: not, it costs throughput).
+pub fn start_dnsmasq_logging(
+    ns: &Ns,
+    addr: IpAddr,
+    port: u16,
+    zone: &str,
+    hosts: &[&str],
+    txts: &[String],
+    log_queries: bool,
+) -> LabProcess {
     let dnsmasq = require_tool("dnsmasq", "dnsmasq-base");
     let dir = work_dir(ns, "dnsmasq");
     let mut cmd = Command::new(dnsmasq);
@@ -328,7 +346,7 @@ pub fn start_dnsmasq(
             "--pid-file",
             "--log-facility=-",
         ])
-        .arg("--log-queries")
+        .args(log_queries.then_some("--log-queries"))
         .arg(format!("--listen-address={addr}"))
         .arg(format!("--port={port}"))
         .arg(format!("--local=/{}/", zone.trim_end_matches('.')));

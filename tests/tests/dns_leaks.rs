@@ -32,6 +32,7 @@ fn dns_leaves_the_machine_only_encrypted() {
             https_port: None,
             zone: "test.".into(),
             records: vec!["shop.test. 60 IN A 198.51.100.7".into()],
+            log_queries: true,
         },
     );
     let config = format!(

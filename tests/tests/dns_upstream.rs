@@ -61,6 +61,7 @@ fn lab_with_unbound(name: &str) -> (Lab, TestPki, LabProcess) {
             https_port: Some(443),
             zone: "test.".into(),
             records: records("a"),
+            log_queries: true,
         },
     );
     (lab, pki, unbound)
@@ -376,6 +377,7 @@ fn a_dead_upstream_fails_over_to_the_next() {
             https_port: None,
             zone: "test.".into(),
             records: records("first"),
+            log_queries: true,
         },
     );
     let _second = start_unbound(
@@ -388,6 +390,7 @@ fn a_dead_upstream_fails_over_to_the_next() {
             https_port: None,
             zone: "test.".into(),
             records: records("second"),
+            log_queries: true,
         },
     );
     let client = lab.client().clone();

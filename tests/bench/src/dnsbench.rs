@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use portcullis_lab::dns::{TestPki, UnboundConfig, start_dnsmasq, start_unbound};
+use portcullis_lab::dns::{TestPki, UnboundConfig, start_dnsmasq_logging, start_unbound};
 use portcullis_lab::{HelperOpts, Lab, lab_bin};
 
 const NAME: &str = "bench.test";
@@ -108,13 +108,15 @@ fn run() -> anyhow::Result<()> {
         c.add_address_on("lo", addr);
     }
     let _echo = c.spawn(c.cmd(lab_bin("lab-echo"), ["udp", "5300"]));
-    let _dnsmasq = start_dnsmasq(
+    // The baselines log nothing per query: logging would cost them throughput.
+    let _dnsmasq = start_dnsmasq_logging(
         c,
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
         53,
         "test",
         &[&format!("{NAME},{ANSWER}")],
         &[],
+        false,
     );
     let pki = TestPki::new(
         c,
@@ -131,6 +133,7 @@ fn run() -> anyhow::Result<()> {
             https_port: None,
             zone: "test.".into(),
             records: vec![format!("{NAME}. 3600 IN A {ANSWER}")],
+            log_queries: false,
         },
     );
     // dnsmasq answers with TTL 0: min_ttl keeps the answer in Portcullis' cache for the run.
