@@ -2,14 +2,16 @@
 //! `portcullis-history`'s batched writer (never blocking a verdict: a full channel counts the
 //! record as lost), and clients read pages, top lists and clear it over IPC. Queries run on a
 //! reader connection of their own, off the service lock, so a slow search never holds up
-//! prompts or rule changes.
+//! prompts or rule changes; each read is stopped at a time limit (`query_time_limit_ms`), so
+//! no request holds the reader for long. The reader follows the writer: when a corrupt file
+//! is moved aside, it is closed at once and the next read opens the fresh one.
 //!
 //! History is expendable and enforcement is not: a history database that cannot be opened is
 //! logged and history is off for this run; a corrupt one is moved aside by the crate.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -41,6 +43,10 @@ pub struct HistorySection {
     /// The largest the history file may grow, in MiB (default 1024): past it new records
     /// are lost (counted), never the disk the settings live on.
     pub max_size_mb: u64,
+    /// The longest one history read (a page, a top list, a bandwidth chart) may run, in
+    /// milliseconds (default 3,000; 0: no limit). A read past it is stopped and the client
+    /// told to narrow it.
+    pub query_time_limit_ms: u64,
 }
 
 impl Default for HistorySection {
@@ -52,11 +58,20 @@ impl Default for HistorySection {
             max_rows: 2_000_000,
             keep_bandwidth_days: 365,
             max_size_mb: 1024,
+            query_time_limit_ms: 3_000,
         }
     }
 }
 
 impl HistorySection {
+    fn read_limits(&self) -> h::ReadLimits {
+        h::ReadLimits {
+            max_time: (self.query_time_limit_ms > 0)
+                .then(|| Duration::from_millis(self.query_time_limit_ms)),
+            ..h::ReadLimits::default()
+        }
+    }
+
     fn retention(&self) -> h::Retention {
         let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * 86_400));
         let rows = (self.max_rows > 0).then_some(self.max_rows);
@@ -131,8 +146,8 @@ impl Recorder {
 #[derive(Debug)]
 pub struct History {
     writer: h::Writer,
-    path: PathBuf,
-    reader: Mutex<Option<h::Store>>,
+    reader: h::Reader,
+    time_limit_ms: u64,
 }
 
 impl History {
@@ -156,10 +171,12 @@ impl History {
                 "the history database was corrupt: it was moved aside and a fresh one started"
             );
         }
+        let mut reader = writer.reader();
+        reader.set_limits(section.read_limits());
         Ok(History {
             writer,
-            path: path.to_path_buf(),
-            reader: Mutex::new(None),
+            reader,
+            time_limit_ms: section.query_time_limit_ms,
         })
     }
 
@@ -168,24 +185,29 @@ impl History {
         self.writer.sender()
     }
 
-    /// Runs `f` on the reader connection (opened on first use, and again after a failure,
-    /// since the writer may have replaced a corrupt file).
+    /// Runs `f` on the reader connection (opened on first use, again after a failure, and
+    /// on the fresh file after the writer moved a corrupt one aside), under the time limit.
     fn read<T>(
         &self,
         f: impl FnOnce(&h::Store) -> Result<T, h::HistoryError>,
     ) -> Result<T, ErrorFrame> {
         // What was decided before the request is in the answer.
         self.writer.flush().map_err(failed)?;
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        if reader.is_none() {
-            *reader = Some(h::Store::open_reader(&self.path).map_err(failed)?);
-        }
-        let store = reader.as_ref().ok_or_else(|| failed("no reader"))?;
-        let result = f(store);
-        if result.is_err() {
-            *reader = None;
-        }
-        result.map_err(failed)
+        self.reader.read(f).map_err(|e| match e {
+            h::HistoryError::TimedOut { .. } => {
+                tracing::info!(
+                    limit_ms = self.time_limit_ms,
+                    "a history read ran out of time"
+                );
+                invalid(format!(
+                    "the history query took longer than its limit of {} ms \
+                     ([history] query_time_limit_ms) and was stopped: narrow it with an app, \
+                     a domain, a shorter time range or a longer search text",
+                    self.time_limit_ms
+                ))
+            }
+            other => failed(other),
+        })
     }
 
     /// A page of rows matching `filter`.
@@ -718,6 +740,65 @@ mod tests {
     }
 
     #[test]
+    fn a_read_past_the_time_limit_tells_the_client_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::store::Store::open(&dir.path().join("s.db")).unwrap();
+        let policy = Arc::new(SharedPolicy::new(settings.load().unwrap()));
+        let section = HistorySection {
+            query_time_limit_ms: 1,
+            ..HistorySection::default()
+        };
+        let history = History::start(&section, &dir.path().join("h.db"), policy).unwrap();
+        let sender = history.sender();
+        for i in 0..40_000_u32 {
+            let source = portcullis_dns::policy::QuerySource {
+                peer: std::net::SocketAddr::from(([10, 0, 0, 2], 40_000)),
+                local: std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
+                protocol: portcullis_dns::policy::Protocol::Udp,
+            };
+            let name = format!("host{i}.example.com");
+            let mut record = dns_record(
+                "/usr/bin/app",
+                &source,
+                &name,
+                (false, "allowed".into()),
+                1_767_225_600_000 + u64::from(i),
+            );
+            record.bytes_in = 1;
+            while !sender.record(record.clone()) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // Slow on purpose: every name matches, grouped by domain.
+        let filter = HistoryFilter {
+            search: Some(".".into()),
+            ..HistoryFilter::default()
+        };
+        let err = history
+            .top(HistoryTopBy::Domain, &filter, true, 1_000)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(err.message.contains("limit of 1 ms"), "{}", err.message);
+        assert!(
+            err.message.contains("query_time_limit_ms"),
+            "{}",
+            err.message
+        );
+        // A cheap read still works on the same reader.
+        let page = history
+            .query(
+                &HistoryFilter {
+                    app: Some("/usr/bin/app".into()),
+                    ..HistoryFilter::default()
+                },
+                None,
+                1,
+            )
+            .unwrap();
+        assert_eq!(page.rows.len(), 1);
+    }
+
+    #[test]
     fn the_config_section_has_bounded_defaults_and_zero_means_no_limit() {
         let r = HistorySection::default().retention();
         assert_eq!(r.allowed.max_age, Some(Duration::from_secs(30 * 86_400)));
@@ -729,6 +810,13 @@ mod tests {
         }
         .retention();
         assert_eq!((r.allowed.max_age, r.allowed.max_rows), (None, None));
+        let limits = HistorySection::default().read_limits();
+        assert_eq!(limits.max_time, Some(Duration::from_secs(3)));
+        let off = HistorySection {
+            query_time_limit_ms: 0,
+            ..HistorySection::default()
+        };
+        assert_eq!(off.read_limits().max_time, None);
     }
 }
 

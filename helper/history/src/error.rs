@@ -70,6 +70,19 @@ pub enum HistoryError {
         /// The column.
         column: &'static str,
     },
+    /// A read ran past its time limit (see `ReadLimits`) and was stopped; the reader is
+    /// still usable.
+    #[error(
+        "history database {path}: the query was stopped after its time limit of {} ms; \
+         narrow it (an app, a domain, a shorter time range, a longer search text)",
+        limit.as_millis()
+    )]
+    TimedOut {
+        /// The database file.
+        path: PathBuf,
+        /// The limit that passed.
+        limit: std::time::Duration,
+    },
     /// The writer thread is gone (it stopped or could not start).
     #[error("the history writer has stopped")]
     WriterGone,

@@ -13,6 +13,7 @@
 //! What it must not do: block or slow a verdict, or touch any file but its own database.
 //! Domains, addresses and paths are logged at DEBUG at most.
 
+mod coarse;
 mod error;
 pub mod export;
 mod migrations;
@@ -25,5 +26,7 @@ pub use error::{ExportError, HistoryError};
 pub use migrations::CURRENT as SCHEMA_VERSION;
 pub use query::{BandwidthPoint, Bucket, Cursor, Filter, Page, TopBy, TopEntry, TopOrder};
 pub use record::{Direction, Kind, Protocol, Record, Row, Scope, Traffic, UnknownWord, Verdict};
-pub use store::{ClassRetention, Clear, Opened, Removed, Retention, Store, Verify, now_ms};
-pub use writer::{DontRecord, RecordSender, Stats, Writer, WriterConfig};
+pub use store::{
+    ClassRetention, Clear, Opened, ReadLimits, Removed, Retention, Store, Verify, now_ms,
+};
+pub use writer::{DontRecord, Reader, RecordSender, Stats, Writer, WriterConfig};

@@ -2,11 +2,14 @@
 //! domains and apps, top lists, and bandwidth per app over time.
 //!
 //! Every query is bounded: a page by app or with no key filter is an index walk that stops
-//! after `limit` rows; a page by domain or address scans only the blocks of 4,096 rows the
-//! coarse index names, newest first, and stops when no older block can hold a newer row;
-//! substring search finds the matching apps and domains in their (small) trigram-indexed
-//! dictionaries and then does both. Bandwidth reads the per-minute rollup. Nothing here
-//! writes.
+//! after `limit` rows; a page by domain or address scans only the blocks of 4,096 rows whose
+//! coarse-index keys have it, newest first, and stops when no older block can hold a newer
+//! row; substring search finds the matching apps and domains in their (small) dictionaries
+//! (trigram-indexed for three characters or more) and then, for a few names, does both,
+//! or for many names walks time backwards for at most `ReadLimits::max_scan_rows` rows per
+//! page. Matched names are never spelled out in a statement. Every public read runs under
+//! the time limit of `ReadLimits`. Bandwidth reads the per-minute and per-hour rollups.
+//! Nothing here writes.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -16,7 +19,8 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{BLOCK_SHIFT, ip_from_blob, ip_to_blob};
+use crate::coarse::{self, BLOCK_SHIFT};
+use crate::store::{ip_from_blob, ip_to_blob};
 use crate::{Direction, HistoryError, Kind, Protocol, Record, Row, Scope, Store, Verdict};
 
 /// Above this many matching apps and domains, search scans the time index backwards instead
@@ -226,24 +230,81 @@ fn id_list(ids: &[i64]) -> String {
     s
 }
 
+/// What a search matched: the apps and domains whose name contains the needle. The sets
+/// are used in Rust (a row's app and domain are looked up in them); statements that run
+/// once get the search as a subquery instead, so no statement ever lists them.
+struct Matches {
+    apps: HashSet<i64>,
+    domains: HashSet<i64>,
+    /// Whether the needle is searched with the trigram indexes (3 characters or more) or
+    /// with LIKE over the dictionaries.
+    fts: bool,
+    /// The FTS5 phrase or the LIKE pattern.
+    arg: String,
+}
+
+impl Matches {
+    fn len(&self) -> usize {
+        self.apps.len() + self.domains.len()
+    }
+
+    fn row(&self, app: i64, domain: Option<i64>) -> bool {
+        self.apps.contains(&app) || domain.is_some_and(|d| self.domains.contains(&d))
+    }
+
+    /// Adds the search as one condition with one parameter: the dictionaries are searched
+    /// once per statement, inside SQLite.
+    fn push_sql(&self, w: &mut Where) {
+        let clause = if self.fts {
+            "(e.app_id IN (SELECT rowid FROM apps_fts WHERE apps_fts MATCH ?)
+              OR e.domain_id IN (SELECT rowid FROM domains_fts WHERE domains_fts MATCH ?))"
+        } else {
+            "(e.app_id IN (SELECT id FROM apps WHERE key LIKE ? ESCAPE '\\')
+              OR e.domain_id IN (SELECT id FROM domains WHERE name LIKE ? ESCAPE '\\'))"
+        };
+        w.push(clause, Value::Text(self.arg.clone()));
+    }
+}
+
 /// What the filter resolved to before touching `events`.
 enum Resolved {
     /// Nothing can match (an unknown app or domain, a search with no hits).
     Nothing,
-    /// The conditions, the ids a search matched, and the coarse-index lookups that bound
-    /// which blocks of rows can match.
+    /// The conditions, what a search matched, and the coarse-index keys that bound which
+    /// blocks of rows can match.
     Rows {
         cond: Where,
-        search: Option<(Vec<i64>, Vec<i64>)>,
+        search: Option<Box<Matches>>,
         postings: Vec<Postings>,
         by_app: bool,
     },
 }
 
-/// A coarse-index lookup: the blocks holding a domain or an address.
+/// A coarse-index key: a block can hold the rows only if its blob has it.
 enum Postings {
-    Domain(i64),
-    Ip(Vec<u8>),
+    Domain(u32),
+    Ip(u32),
+}
+
+/// The `(ts, id)` keys of a page's rows, and where the scan stopped if it hit its limit.
+type Keys = (BTreeSet<(i64, i64)>, Option<Cursor>);
+
+/// Which key blobs of a block a scan reads.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    Domains,
+    Ips,
+    Both,
+}
+
+impl Need {
+    fn sql(self) -> &'static str {
+        match self {
+            Need::Domains => "SELECT domains, X'' FROM block_keys WHERE block = ?1",
+            Need::Ips => "SELECT X'', ips FROM block_keys WHERE block = ?1",
+            Need::Both => "SELECT domains, ips FROM block_keys WHERE block = ?1",
+        }
+    }
 }
 
 /// A block of row ids and its time range.
@@ -254,6 +315,16 @@ struct Block {
     max_ts: i64,
 }
 
+/// Which blocks and rows a block scan keeps.
+struct BlockScan<'a> {
+    /// Which key blobs `block` looks at (the others are not read).
+    need: Need,
+    /// Whether a block with these domain and address key blobs can hold a match.
+    block: &'a dyn Fn(&[u8], &[u8]) -> bool,
+    /// Whether a row (its app and domain) matches.
+    row: &'a dyn Fn(i64, Option<i64>) -> bool,
+}
+
 impl Store {
     fn dict_id(&self, sql: &str, key: &str) -> Result<Option<i64>, HistoryError> {
         self.conn()
@@ -262,44 +333,47 @@ impl Store {
             .map_err(self.err("look up a name"))
     }
 
-    /// Ids of apps and domains containing `needle`.
-    fn search_ids(&self, needle: &str) -> Result<(Vec<i64>, Vec<i64>), HistoryError> {
+    /// The apps and domains containing `needle`. The dictionaries hold distinct names
+    /// only, far fewer than rows.
+    fn search_ids(&self, needle: &str) -> Result<Matches, HistoryError> {
         let err = self.err("search names");
-        let run = |sql: &str, arg: String| -> Result<Vec<i64>, HistoryError> {
+        let run = |sql: &str, arg: &str| -> Result<HashSet<i64>, HistoryError> {
             let mut stmt = self.conn().prepare_cached(sql).map_err(&err)?;
             let ids = stmt
                 .query_map([arg], |r| r.get(0))
-                .and_then(|rows| rows.collect::<Result<Vec<i64>, _>>())
+                .and_then(|rows| rows.collect::<Result<HashSet<i64>, _>>())
                 .map_err(&err)?;
             Ok(ids)
         };
-        // The trigram index needs three characters; shorter needles scan the dictionaries,
-        // which hold distinct names only.
-        if needle.chars().count() >= 3 {
-            let phrase = fts_phrase(needle);
-            Ok((
-                run(
-                    "SELECT rowid FROM apps_fts WHERE apps_fts MATCH ?1",
-                    phrase.clone(),
-                )?,
+        // The trigram index needs three characters; shorter needles scan the dictionaries.
+        let (fts, arg) = if needle.chars().count() >= 3 {
+            (true, fts_phrase(needle))
+        } else {
+            (false, like_pattern(needle))
+        };
+        let (apps, domains) = if fts {
+            (
+                run("SELECT rowid FROM apps_fts WHERE apps_fts MATCH ?1", &arg)?,
                 run(
                     "SELECT rowid FROM domains_fts WHERE domains_fts MATCH ?1",
-                    phrase,
+                    &arg,
                 )?,
-            ))
+            )
         } else {
-            let pattern = like_pattern(needle);
-            Ok((
-                run(
-                    "SELECT id FROM apps WHERE key LIKE ?1 ESCAPE '\\'",
-                    pattern.clone(),
-                )?,
+            (
+                run("SELECT id FROM apps WHERE key LIKE ?1 ESCAPE '\\'", &arg)?,
                 run(
                     "SELECT id FROM domains WHERE name LIKE ?1 ESCAPE '\\'",
-                    pattern,
+                    &arg,
                 )?,
-            ))
-        }
+            )
+        };
+        Ok(Matches {
+            apps,
+            domains,
+            fts,
+            arg,
+        })
     }
 
     fn resolve(&self, f: &Filter) -> Result<Resolved, HistoryError> {
@@ -315,14 +389,14 @@ impl Store {
             match self.dict_id("SELECT id FROM domains WHERE name = ?1", domain)? {
                 Some(id) => {
                     w.push("e.domain_id = ?", Value::Integer(id));
-                    postings.push(Postings::Domain(id));
+                    postings.push(Postings::Domain(coarse::domain_key(id)));
                 }
                 None => return Ok(Resolved::Nothing),
             }
         }
         if let Some(ip) = f.ip {
             w.push("e.remote_ip = ?", Value::Blob(ip_to_blob(ip)));
-            postings.push(Postings::Ip(ip_to_blob(ip)));
+            postings.push(Postings::Ip(coarse::ip_key(&ip_to_blob(ip))));
         }
         if let Some(c) = &f.country {
             w.push("e.country = ?", Value::Text(c.clone()));
@@ -347,11 +421,11 @@ impl Store {
         }
         let search = match f.search.as_deref() {
             Some(needle) if !needle.is_empty() => {
-                let (apps, domains) = self.search_ids(needle)?;
-                if apps.is_empty() && domains.is_empty() {
+                let m = self.search_ids(needle)?;
+                if m.len() == 0 {
                     return Ok(Resolved::Nothing);
                 }
-                Some((apps, domains))
+                Some(Box::new(m))
             }
             _ => None,
         };
@@ -363,52 +437,14 @@ impl Store {
         })
     }
 
-    /// The blocks that can hold rows matching every lookup in `postings`.
-    fn candidate_blocks(&self, postings: &[Postings]) -> Result<Vec<Block>, HistoryError> {
+    /// Every block with its time range, newest first.
+    fn all_blocks(&self) -> Result<Vec<Block>, HistoryError> {
         let err = self.err("read the coarse index");
-        let mut result: Option<HashSet<Block>> = None;
-        for p in postings {
-            let (sql, arg) = match p {
-                Postings::Domain(id) => (
-                    "SELECT b.block, b.min_ts, b.max_ts FROM domain_blocks p
-                     JOIN blocks b ON b.block = p.block WHERE p.domain_id = ?1",
-                    Value::Integer(*id),
-                ),
-                Postings::Ip(ip) => (
-                    "SELECT b.block, b.min_ts, b.max_ts FROM ip_blocks p
-                     JOIN blocks b ON b.block = p.block WHERE p.ip = ?1",
-                    Value::Blob(ip.clone()),
-                ),
-            };
-            let mut stmt = self.conn().prepare_cached(sql).map_err(&err)?;
-            let found: HashSet<Block> = stmt
-                .query_map([arg], |r| {
-                    Ok(Block {
-                        block: r.get(0)?,
-                        min_ts: r.get(1)?,
-                        max_ts: r.get(2)?,
-                    })
-                })
-                .and_then(|rows| rows.collect::<Result<_, _>>())
-                .map_err(&err)?;
-            result = Some(match result {
-                None => found,
-                Some(prev) => prev.intersection(&found).copied().collect(),
-            });
-        }
-        Ok(result.map(|s| s.into_iter().collect()).unwrap_or_default())
-    }
-
-    /// The blocks holding any of `domains`.
-    fn domain_blocks(&self, domains: &[i64]) -> Result<Vec<Block>, HistoryError> {
-        let err = self.err("read the coarse index");
-        let sql = format!(
-            "SELECT DISTINCT b.block, b.min_ts, b.max_ts FROM domain_blocks p
-             JOIN blocks b ON b.block = p.block WHERE p.domain_id IN ({})",
-            id_list(domains)
-        );
-        let mut stmt = self.conn().prepare(&sql).map_err(&err)?;
-        let blocks = stmt
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT block, min_ts, max_ts FROM blocks")
+            .map_err(&err)?;
+        let mut blocks = stmt
             .query_map([], |r| {
                 Ok(Block {
                     block: r.get(0)?,
@@ -418,39 +454,53 @@ impl Store {
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(&err)?;
+        blocks.sort_by(|a, b| b.max_ts.cmp(&a.max_ts).then(b.block.cmp(&a.block)));
         Ok(blocks)
     }
 
-    /// The newest `limit` `(ts, id)` keys matching `cond` (and `extra`) in `blocks`, newest
-    /// block first; stops once no remaining block can hold a newer row.
+    /// The newest `limit` `(ts, id)` keys matching `cond` and `scan` in the blocks whose
+    /// keys `scan` accepts, newest block first; stops once no remaining block can hold a
+    /// newer row.
     fn scan_blocks(
         &self,
         cond: &Where,
-        extra: Option<&str>,
-        mut blocks: Vec<Block>,
+        scan: &BlockScan<'_>,
         before_ts: Option<i64>,
         limit: usize,
         best: &mut BTreeSet<(i64, i64)>,
     ) -> Result<(), HistoryError> {
         let err = self.err("scan blocks");
-        blocks.sort_by(|a, b| b.max_ts.cmp(&a.max_ts).then(b.block.cmp(&a.block)));
         let mut c = Where {
             clauses: cond.clauses.clone(),
             params: cond.params.clone(),
         };
         let lo = c.params.len() + 1;
         c.push_raw(format!("e.id BETWEEN ?{lo} AND ?{}", lo + 1));
-        if let Some(extra) = extra {
-            c.push_raw(extra.to_owned());
-        }
         // NOT INDEXED: read the block through its rowid range, never through `(ts)`.
-        let sql = format!("SELECT e.ts, e.id FROM events e NOT INDEXED{}", c.sql());
+        let sql = format!(
+            "SELECT e.ts, e.id, e.app_id, e.domain_id FROM events e NOT INDEXED{}",
+            c.sql()
+        );
         let mut stmt = self.conn().prepare_cached(&sql).map_err(&err)?;
-        for b in blocks {
+        let mut keys = self.conn().prepare_cached(scan.need.sql()).map_err(&err)?;
+        for b in self.all_blocks()? {
             if best.len() >= limit && best.first().is_some_and(|oldest| b.max_ts < oldest.0) {
                 break;
             }
             if before_ts.is_some_and(|t| b.min_ts > t) {
+                continue;
+            }
+            // Read in place, not copied. A block without keys (written before they existed)
+            // may hold anything.
+            let keep: Option<bool> = keys
+                .query_row([b.block], |r| {
+                    let domains = r.get_ref(0)?.as_blob()?;
+                    let ips = r.get_ref(1)?.as_blob()?;
+                    Ok((scan.block)(domains, ips))
+                })
+                .optional()
+                .map_err(&err)?;
+            if keep == Some(false) {
                 continue;
             }
             let mut params = c.params.clone();
@@ -458,6 +508,11 @@ impl Store {
             params.push(Value::Integer(((b.block + 1) << BLOCK_SHIFT) - 1));
             let mut rows = stmt.query(params_from_iter(params)).map_err(&err)?;
             while let Some(r) = rows.next().map_err(&err)? {
+                let (app, domain): (i64, Option<i64>) =
+                    (r.get(2).map_err(&err)?, r.get(3).map_err(&err)?);
+                if !(scan.row)(app, domain) {
+                    continue;
+                }
                 best.insert((r.get(0).map_err(&err)?, r.get(1).map_err(&err)?));
                 if best.len() > limit {
                     best.pop_first();
@@ -467,13 +522,64 @@ impl Store {
         Ok(())
     }
 
+    /// The newest `limit` `(ts, id)` keys of rows matching `cond` and the search `m`, by
+    /// walking time backwards and looking each row's app and domain up in `m`. Examines at
+    /// most `max_scan_rows` rows: if it stops there, also returns where, so the next page
+    /// starts after the rows already examined.
+    fn scan_time(&self, cond: &Where, m: &Matches, limit: usize) -> Result<Keys, HistoryError> {
+        let err = self.err("search rows");
+        let sql = format!(
+            "SELECT e.ts, e.id, e.app_id, e.domain_id FROM events e{}
+             ORDER BY e.ts DESC, e.id DESC",
+            cond.sql()
+        );
+        let mut stmt = self.conn().prepare_cached(&sql).map_err(&err)?;
+        let mut rows = stmt
+            .query(params_from_iter(cond.params.iter()))
+            .map_err(&err)?;
+        let mut best = BTreeSet::new();
+        let mut examined = 0_u64;
+        while let Some(r) = rows.next().map_err(&err)? {
+            let key: (i64, i64) = (r.get(0).map_err(&err)?, r.get(1).map_err(&err)?);
+            if m.row(r.get(2).map_err(&err)?, r.get(3).map_err(&err)?) {
+                best.insert(key);
+                if best.len() >= limit {
+                    break;
+                }
+            }
+            examined += 1;
+            if examined >= self.read_limits().max_scan_rows.max(1) {
+                let stop = Cursor {
+                    unix_ms: key.0,
+                    id: key.1,
+                };
+                return Ok((best, Some(stop)));
+            }
+        }
+        Ok((best, None))
+    }
+
     /// One page of rows matching `filter`, newest first, starting after `after`.
+    ///
+    /// A search that matches many names examines at most
+    /// [`ReadLimits::max_scan_rows`](crate::ReadLimits) rows: its page may then be short, or
+    /// empty, and still have a `next` cursor. Under the time limit.
     pub fn query(
         &self,
         filter: &Filter,
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<Page, HistoryError> {
+        self.timed(|| self.query_page(filter, after, limit))
+    }
+
+    fn query_page(
+        &self,
+        filter: &Filter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, HistoryError> {
+        let limit = limit.max(1);
         let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
         let (mut cond, search, postings, by_app) = match self.resolve(filter)? {
             Resolved::Nothing => {
@@ -497,48 +603,78 @@ impl Store {
             let id = cond.params.len();
             cond.push_raw(format!("e.ts <= ?{ts} AND (e.ts < ?{ts} OR e.id < ?{id})"));
         }
-        let search_cond = |(apps, domains): &(Vec<i64>, Vec<i64>)| {
-            format!(
-                "(+e.app_id IN ({}) OR +e.domain_id IN ({}))",
-                id_list(apps),
-                id_list(domains)
-            )
-        };
         let before_ts = after.map(|c| c.unix_ms);
+        let mut stopped = None;
         let rows = match search {
             // One app's index bounds everything else: the other filters are checked on it.
             _ if by_app => {
-                if let Some(s) = &search {
-                    cond.push_raw(search_cond(s));
+                if let Some(m) = &search {
+                    m.push_sql(&mut cond);
                 }
                 self.fetch(&cond, limit_i)?
             }
-            // A domain or an address: only the blocks that hold it.
+            // A domain or an address: only the blocks whose keys have it.
             _ if !postings.is_empty() => {
-                let blocks = self.candidate_blocks(&postings)?;
-                let extra = search.as_ref().map(search_cond);
+                let block = |domains: &[u8], ips: &[u8]| {
+                    postings.iter().all(|p| match p {
+                        Postings::Domain(k) => coarse::contains(domains, *k),
+                        Postings::Ip(k) => coarse::contains(ips, *k),
+                    })
+                };
+                let row = |app: i64, domain: Option<i64>| {
+                    search.as_ref().is_none_or(|m| m.row(app, domain))
+                };
                 let mut best = BTreeSet::new();
-                self.scan_blocks(&cond, extra.as_deref(), blocks, before_ts, limit, &mut best)?;
+                let has = |k| {
+                    postings.iter().any(|p| {
+                        matches!(
+                            (p, k),
+                            (Postings::Domain(_), Need::Domains) | (Postings::Ip(_), Need::Ips)
+                        )
+                    })
+                };
+                let need = match (has(Need::Domains), has(Need::Ips)) {
+                    (true, false) => Need::Domains,
+                    (false, true) => Need::Ips,
+                    _ => Need::Both,
+                };
+                let scan = BlockScan {
+                    need,
+                    block: &block,
+                    row: &row,
+                };
+                self.scan_blocks(&cond, &scan, before_ts, limit, &mut best)?;
                 self.rows_by_keys(&best)?
             }
             None => self.fetch(&cond, limit_i)?,
-            Some((apps, domains)) if apps.len() + domains.len() <= MERGE_MAX_KEYS => {
+            // Few names: each app's own index, and the blocks holding one of the domains.
+            Some(m) if m.len() <= MERGE_MAX_KEYS => {
+                let apps: Vec<i64> = m.apps.iter().copied().collect();
                 let mut best = self.search_apps(&cond, &apps, limit)?;
-                if !domains.is_empty() {
-                    let blocks = self.domain_blocks(&domains)?;
-                    let extra = format!("e.domain_id IN ({})", id_list(&domains));
-                    self.scan_blocks(&cond, Some(&extra), blocks, before_ts, limit, &mut best)?;
+                if !m.domains.is_empty() {
+                    let wanted: Vec<u32> =
+                        m.domains.iter().map(|d| coarse::domain_key(*d)).collect();
+                    let block = |domains: &[u8], _: &[u8]| {
+                        wanted.iter().any(|k| coarse::contains(domains, *k))
+                    };
+                    let row = |_: i64, domain: Option<i64>| {
+                        domain.is_some_and(|d| m.domains.contains(&d))
+                    };
+                    let scan = BlockScan {
+                        need: Need::Domains,
+                        block: &block,
+                        row: &row,
+                    };
+                    self.scan_blocks(&cond, &scan, before_ts, limit, &mut best)?;
                 }
                 self.rows_by_keys(&best)?
             }
-            Some((apps, domains)) => {
-                // Unary `+` keeps these off the per-key indexes: walk time backwards.
-                cond.push_raw(format!(
-                    "(+e.app_id IN ({}) OR +e.domain_id IN ({}))",
-                    id_list(&apps),
-                    id_list(&domains)
-                ));
-                self.fetch(&cond, limit_i)?
+            // Many names: the rows are dense, so walking time backwards finds a page soon;
+            // bounded by the scan limit when they are not.
+            Some(m) => {
+                let (best, stop) = self.scan_time(&cond, &m, limit)?;
+                stopped = stop;
+                self.rows_by_keys(&best)?
             }
         };
         let next = if rows.len() == limit {
@@ -547,7 +683,7 @@ impl Store {
                 id: r.id,
             })
         } else {
-            None
+            stopped
         };
         Ok(Page { rows, next })
     }
@@ -709,8 +845,19 @@ impl Store {
         }
     }
 
-    /// The top `limit` apps, domains or countries among rows matching `filter`.
+    /// The top `limit` apps, domains or countries among rows matching `filter`. Under the
+    /// time limit.
     pub fn top(
+        &self,
+        by: TopBy,
+        order: TopOrder,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<TopEntry>, HistoryError> {
+        self.timed(|| self.top_list(by, order, filter, limit))
+    }
+
+    fn top_list(
         &self,
         by: TopBy,
         order: TopOrder,
@@ -722,12 +869,8 @@ impl Store {
             Resolved::Rows {
                 mut cond, search, ..
             } => {
-                if let Some((apps, domains)) = search {
-                    cond.push_raw(format!(
-                        "(e.app_id IN ({}) OR e.domain_id IN ({}))",
-                        id_list(&apps),
-                        id_list(&domains)
-                    ));
+                if let Some(m) = search {
+                    m.push_sql(&mut cond);
                 }
                 cond
             }
@@ -775,8 +918,19 @@ impl Store {
     }
 
     /// Bytes, packets and connections per app per bucket, for buckets starting in
-    /// `[since_ms, until_ms)`, oldest first; one app or all. At most 100,000 points.
+    /// `[since_ms, until_ms)`, oldest first; one app or all. At most 100,000 points. Under
+    /// the time limit.
     pub fn bandwidth(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        bucket: Bucket,
+        app: Option<&str>,
+    ) -> Result<Vec<BandwidthPoint>, HistoryError> {
+        self.timed(|| self.bandwidth_points(since_ms, until_ms, bucket, app))
+    }
+
+    fn bandwidth_points(
         &self,
         since_ms: i64,
         until_ms: i64,
@@ -832,12 +986,14 @@ impl Store {
         Ok(points)
     }
 
-    /// How many rows the database holds.
+    /// How many rows the database holds. Under the time limit.
     pub fn count(&self) -> Result<u64, HistoryError> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .map_err(self.err("count rows"))?;
-        Ok(u64_of(n))
+        self.timed(|| {
+            let n: i64 = self
+                .conn()
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .map_err(self.err("count rows"))?;
+            Ok(u64_of(n))
+        })
     }
 }

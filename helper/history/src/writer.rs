@@ -4,16 +4,17 @@
 //!
 //! The thread also applies retention periodically, filters out apps the user chose not to
 //! record, and runs "clear history". If the database turns out corrupt while writing, it is
-//! moved aside and a fresh one is started (the batch in hand is counted as failed).
+//! moved aside and a fresh one is started (the batch in hand is counted as failed); the
+//! [`Reader`]s made by the writer are closed first and open the fresh file at their next read.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::store::{Clear, Removed, Retention, Store, Verify, is_corrupt, now_ms};
+use crate::store::{Clear, ReadLimits, Removed, Retention, Store, Verify, is_corrupt, now_ms};
 use crate::{HistoryError, Record, Traffic};
 
 /// How often the writer looks for more records while a batch fills (it is not woken for them).
@@ -151,12 +152,105 @@ impl RecordSender {
     }
 }
 
+/// A reader's connection, and the database generation it was opened on.
+#[derive(Debug, Default)]
+struct Slot {
+    store: Option<Store>,
+    generation: u64,
+}
+
+/// The readers of one writer's database, which the writer closes before it moves the file.
+#[derive(Debug, Default)]
+struct Readers {
+    /// Bumped each time the writer starts a new database file.
+    generation: AtomicU64,
+    slots: Mutex<Vec<Weak<Mutex<Slot>>>>,
+}
+
+impl Readers {
+    /// Closes every reader's connection (each waits for a read in progress to end, which
+    /// the read time limit bounds).
+    fn close_all(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|w| w.strong_count() > 0);
+        for slot in slots.iter().filter_map(Weak::upgrade) {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).store = None;
+        }
+    }
+
+    /// A new database file is in place: readers reopen, also one that opened the old file
+    /// while it was being moved.
+    fn new_file(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.close_all();
+    }
+}
+
+/// A read-only connection to a [`Writer`]'s database that follows it: when the writer moves
+/// a corrupt file aside and starts a fresh one, this connection is closed at once (it never
+/// keeps the moved file open, or reads from it) and the next read opens the fresh file. It
+/// is also reopened after a read fails (other than by its time limit).
+#[derive(Debug)]
+pub struct Reader {
+    path: PathBuf,
+    slot: Arc<Mutex<Slot>>,
+    readers: Arc<Readers>,
+    limits: ReadLimits,
+}
+
+impl Reader {
+    /// Sets the bounds of each read (see [`ReadLimits`]).
+    pub fn set_limits(&mut self, limits: ReadLimits) {
+        self.limits = limits;
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(store) = slot.store.as_mut() {
+            store.set_read_limits(limits);
+        }
+    }
+
+    /// Runs `read` on the connection, opening it first if needed.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, HistoryError>,
+    ) -> Result<T, HistoryError> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.readers.generation.load(Ordering::Acquire);
+        if slot.generation != generation {
+            slot.store = None;
+        }
+        let store = match slot.store.take() {
+            Some(store) => store,
+            None => {
+                let mut store = Store::open_reader(&self.path)?;
+                store.set_read_limits(self.limits);
+                store
+            }
+        };
+        let result = read(&store);
+        if result.is_ok() || matches!(result, Err(HistoryError::TimedOut { .. })) {
+            slot.store = Some(store);
+            slot.generation = generation;
+        }
+        result
+    }
+
+    /// Whether the connection is open now.
+    pub fn is_open(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .store
+            .is_some()
+    }
+}
+
 /// The writer: owns the thread and the database. Dropping it writes what is queued and stops
 /// the thread.
 pub struct Writer {
     sender: RecordSender,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
+    readers: Arc<Readers>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -182,7 +276,9 @@ impl Writer {
         }
         let (tx, rx) = mpsc::sync_channel(config.capacity.max(1));
         let counters = Arc::new(Counters::default());
+        let readers = Arc::new(Readers::default());
         let state = Thread {
+            readers: Arc::clone(&readers),
             store: Some(opened.store),
             path: path.to_path_buf(),
             rx,
@@ -200,6 +296,7 @@ impl Writer {
                 sender: RecordSender { tx, counters },
                 thread: Some(thread),
                 path: path.to_path_buf(),
+                readers,
             },
             opened.moved_aside,
         ))
@@ -208,6 +305,27 @@ impl Writer {
     /// A handle for the verdict path.
     pub fn sender(&self) -> RecordSender {
         self.sender.clone()
+    }
+
+    /// A reader of this writer's database (opened at its first read), which follows the
+    /// writer to a fresh file when a corrupt one is moved aside.
+    pub fn reader(&self) -> Reader {
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        {
+            let mut slots = self
+                .readers
+                .slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            slots.retain(|w| w.strong_count() > 0);
+            slots.push(Arc::downgrade(&slot));
+        }
+        Reader {
+            path: self.path.clone(),
+            slot,
+            readers: Arc::clone(&self.readers),
+            limits: ReadLimits::default(),
+        }
     }
 
     /// Queues one record (see [`RecordSender::record`]).
@@ -285,6 +403,7 @@ impl Batch {
 }
 
 struct Thread {
+    readers: Arc<Readers>,
     store: Option<Store>,
     path: PathBuf,
     rx: Receiver<Msg>,
@@ -447,6 +566,7 @@ impl Thread {
                 opened.store.set_max_bytes(bytes)?;
             }
             self.store = Some(opened.store);
+            self.readers.new_file();
         }
         self.store.as_mut().ok_or(HistoryError::WriterGone)
     }
@@ -457,14 +577,17 @@ impl Thread {
         if let Err(e) = &result
             && is_corrupt(e)
         {
-            // The old connection must be closed before its file is renamed (Windows).
+            // Every connection must be closed before its file is renamed (Windows), and no
+            // reader may go on reading the moved file.
             self.store = None;
+            self.readers.close_all();
             match Store::move_aside_and_open(&self.path) {
                 Ok(mut opened) => {
                     if let Some(bytes) = self.config.max_bytes {
                         let _ = opened.store.set_max_bytes(bytes);
                     }
                     self.store = Some(opened.store);
+                    self.readers.new_file();
                     self.counters.moved_aside.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e2) => {

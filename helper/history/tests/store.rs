@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{T0, record};
 use portcullis_history::{
-    Bucket, ClassRetention, Clear, Cursor, Direction, Filter, HistoryError, Kind, Record,
-    Retention, SCHEMA_VERSION, Store, TopBy, TopOrder, Verdict, Verify,
+    Bucket, ClassRetention, Clear, Cursor, Direction, Filter, HistoryError, Kind, ReadLimits,
+    Record, Retention, SCHEMA_VERSION, Store, TopBy, TopOrder, Traffic, Verdict, Verify,
 };
 
 fn open(dir: &tempfile::TempDir) -> Store {
@@ -36,9 +36,13 @@ fn filled(dir: &tempfile::TempDir, n: u32) -> (Store, Vec<Record>) {
 }
 
 fn all(store: &Store, filter: &Filter) -> Vec<Record> {
+    all_by(store, filter, 7)
+}
+
+fn all_by(store: &Store, filter: &Filter, page: usize) -> Vec<Record> {
     let mut out = Vec::new();
     store
-        .for_each(filter, 7, |row| -> Result<(), HistoryError> {
+        .for_each(filter, page, |row| -> Result<(), HistoryError> {
             out.push(row.record);
             Ok(())
         })
@@ -721,7 +725,9 @@ fn traffic_fills_the_newest_open_row_of_its_connection_and_the_bandwidth() {
         (1_000, 250_000, 180, Some(T0 + 65_000))
     );
     assert_eq!((older.bytes_out, older.end_ms), (5, Some(T0 + 1_500)));
-    // Bytes land in the minute the connection ended: both curl reports, on top of the rows'.
+    // The found connection's bytes are spread from its row's start (T0 + 1 s) to its end
+    // (T0 + 65 s): 59 of 64 seconds in the first minute. The report without a row lands
+    // in the minute it ended. Both on top of the rows' own bytes (1,001 in the first).
     let points = store
         .bandwidth(T0, T0 + 3_600_000, Bucket::Minute, Some("/usr/bin/curl"))
         .unwrap();
@@ -731,7 +737,9 @@ fn traffic_fills_the_newest_open_row_of_its_connection_and_the_bandwidth() {
             .find(|p| p.start_ms == minute)
             .map(|p| p.bytes_in)
     };
-    assert_eq!(at(T0 + 60_000), Some(500_000));
+    let first = 250_000 * 59_000 / 64_000;
+    assert_eq!(at(T0), Some(1_001 + first));
+    assert_eq!(at(T0 + 60_000), Some(250_000 - first + 250_000));
     // A second report for the same connection finds no open row.
     assert_eq!(
         store
@@ -739,4 +747,252 @@ fn traffic_fills_the_newest_open_row_of_its_connection_and_the_bandwidth() {
             .unwrap(),
         0
     );
+}
+
+/// One app's bytes in by bucket start, from a bandwidth answer.
+fn bytes_in_by_bucket(store: &Store, since: i64, until: i64, bucket: Bucket) -> Vec<(i64, u64)> {
+    store
+        .bandwidth(since, until, bucket, Some("/usr/bin/long"))
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.start_ms, p.bytes_in))
+        .collect()
+}
+
+#[test]
+fn a_connections_bytes_are_spread_over_the_minutes_it_was_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let minute = 60_000;
+    // Open from 0:30 to 3:30 with 180,000 bytes in: 30 s, 60 s, 60 s and 30 s of it.
+    let r = Record {
+        unix_ms: T0 + 30_000,
+        start_ms: Some(T0 + 30_000),
+        end_ms: Some(T0 + 3 * minute + 30_000),
+        bytes_in: 180_000,
+        bytes_out: 0,
+        packets_in: 0,
+        packets_out: 0,
+        verdict: Verdict::Allow,
+        kind: Kind::Connection,
+        ..record(1, "/usr/bin/long")
+    };
+    store.insert(std::slice::from_ref(&r)).unwrap();
+    assert_eq!(
+        bytes_in_by_bucket(&store, T0, T0 + 10 * minute, Bucket::Minute),
+        vec![
+            (T0, 30_000),
+            (T0 + minute, 60_000),
+            (T0 + 2 * minute, 60_000),
+            (T0 + 3 * minute, 30_000)
+        ]
+    );
+    // The connection is counted once, when it ended.
+    let points = store
+        .bandwidth(T0, T0 + 10 * minute, Bucket::Minute, Some("/usr/bin/long"))
+        .unwrap();
+    let conns: Vec<(i64, u64)> = points.iter().map(|p| (p.start_ms, p.connections)).collect();
+    assert_eq!(conns.iter().map(|c| c.1).sum::<u64>(), 1);
+    assert_eq!(conns.last().copied(), Some((T0 + 3 * minute, 1)));
+
+    // Reported when it ends (the helper's way): spread from its row's start. 1,000,001 bytes
+    // over 0:00:00–2:00:00 across an hour boundary, shares exact to the byte.
+    let open = Record {
+        unix_ms: T0 + 7_200_000,
+        start_ms: Some(T0 + 7_200_000),
+        end_ms: None,
+        bytes_in: 0,
+        local_port: Some(50_000),
+        ..r.clone()
+    };
+    store.insert(std::slice::from_ref(&open)).unwrap();
+    let end = T0 + 7_200_000 + 2 * 3_600_000;
+    let found = store
+        .add_traffic(&[Traffic {
+            app: "/usr/bin/long".into(),
+            protocol: open.protocol,
+            local_port: 50_000,
+            remote: open.remote,
+            remote_port: open.remote_port.unwrap(),
+            bytes_out: 0,
+            bytes_in: 1_000_001,
+            packets_out: 0,
+            packets_in: 0,
+            end_ms: end,
+        }])
+        .unwrap();
+    assert_eq!(found, 1);
+    let hours = bytes_in_by_bucket(&store, T0 + 7_200_000, end + 3_600_000, Bucket::Hour);
+    assert_eq!(
+        hours,
+        vec![(T0 + 7_200_000, 500_000), (T0 + 10_800_000, 500_001)]
+    );
+    let minutes = bytes_in_by_bucket(&store, T0 + 7_200_000, end + minute, Bucket::Minute);
+    assert_eq!(minutes.len(), 120);
+    assert_eq!(minutes.iter().map(|m| m.1).sum::<u64>(), 1_000_001);
+    assert!(
+        minutes.iter().all(|m| (8_333..=8_334).contains(&m.1)),
+        "{minutes:?}"
+    );
+}
+
+#[test]
+fn a_very_long_connection_is_spread_with_bounded_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let day = 86_400_000_i64;
+    // Ten days at 1,000 bytes a minute.
+    let r = Record {
+        unix_ms: T0,
+        start_ms: Some(T0),
+        end_ms: Some(T0 + 10 * day),
+        bytes_in: 14_400_000,
+        bytes_out: 0,
+        packets_in: 0,
+        packets_out: 0,
+        verdict: Verdict::Allow,
+        kind: Kind::Connection,
+        ..record(1, "/usr/bin/long")
+    };
+    let started = Instant::now();
+    store.insert(&[r]).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // By the hour: all ten days, at the true rate.
+    let hours = bytes_in_by_bucket(&store, T0, T0 + 11 * day, Bucket::Hour);
+    assert_eq!(hours.len(), 240);
+    assert!(hours.iter().all(|h| h.1 == 60_000), "{:?}", &hours[..3]);
+    // By the minute: its last day only (no minute of it holds more than its share).
+    let minutes = bytes_in_by_bucket(&store, T0, T0 + 11 * day, Bucket::Minute);
+    assert_eq!(minutes.len(), 1_440);
+    assert!(minutes.iter().all(|m| m.1 == 1_000));
+    assert_eq!(minutes[0].0, T0 + 9 * day);
+}
+
+/// Rows with `n` distinct domains: every 40th has a `q` in its name, the rest an `x`.
+fn many_names(n: u32) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let mut r = record(i, &format!("/usr/bin/app{}", i % 5));
+            r.domain = Some(if i % 40 == 0 {
+                format!("q{i}.example")
+            } else {
+                format!("d{i}.x.test")
+            });
+            r
+        })
+        .collect()
+}
+
+fn contains(r: &Record, needle: &str) -> bool {
+    r.app.contains(needle) || r.domain.as_deref().is_some_and(|d| d.contains(needle))
+}
+
+#[test]
+fn short_searches_over_many_names_are_exact_without_long_statements() {
+    // 20,000 distinct domains: a one-letter search matches nearly all of them. Spelled out
+    // as a list of ids, the statement would pass the 64 KiB length cap; the search must be
+    // exact anyway, for every length.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let records = many_names(20_000);
+    store.insert(&records).unwrap();
+    for needle in ["x", "q", "1", "p", ".t", "q1", "x.te", "app3"] {
+        let filter = Filter {
+            search: Some(needle.into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            all_by(&store, &filter, 400),
+            expected(&records, |r| contains(r, needle)),
+            "{needle}"
+        );
+        // With other filters, and top lists.
+        let blocked = Filter {
+            verdict: Some(Verdict::Block),
+            app: Some("/usr/bin/app2".into()),
+            ..filter.clone()
+        };
+        assert_eq!(
+            all_by(&store, &blocked, 400),
+            expected(&records, |r| contains(r, needle)
+                && r.verdict == Verdict::Block
+                && r.app == "/usr/bin/app2"),
+            "{needle}"
+        );
+        let top = store.top(TopBy::App, TopOrder::Rows, &filter, 10).unwrap();
+        let rows: u64 = top.iter().map(|t| t.rows).sum();
+        assert_eq!(
+            rows,
+            records.iter().filter(|r| contains(r, needle)).count() as u64,
+            "{needle}"
+        );
+    }
+}
+
+#[test]
+fn a_search_over_many_rare_names_examines_a_bounded_number_of_rows_per_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let records = many_names(12_000);
+    store.insert(&records).unwrap();
+    store.set_read_limits(ReadLimits {
+        max_scan_rows: 100,
+        ..ReadLimits::default()
+    });
+    // `q` is in 300 domains (too many to walk one by one), one row in 40.
+    let filter = Filter {
+        search: Some("q".into()),
+        ..Filter::default()
+    };
+    let first = store.query(&filter, None, 50).unwrap();
+    assert!(
+        first.rows.len() < 50 && first.rows.len() <= 3,
+        "{}",
+        first.rows.len()
+    );
+    assert!(
+        first.next.is_some(),
+        "a page cut short by the scan limit goes on"
+    );
+    // Paging on still finds exactly every match.
+    assert_eq!(
+        all(&store, &filter),
+        expected(&records, |r| contains(r, "q"))
+    );
+}
+
+#[test]
+fn a_read_past_its_time_limit_is_stopped_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.insert(&many_names(40_000)).unwrap();
+    store.set_read_limits(ReadLimits {
+        max_time: Some(Duration::from_millis(1)),
+        ..ReadLimits::default()
+    });
+    // Slow on purpose: a substring search over every name, grouped by domain.
+    let filter = Filter {
+        search: Some(".".into()),
+        ..Filter::default()
+    };
+    let started = Instant::now();
+    let err = store
+        .top(TopBy::Domain, TopOrder::Bytes, &filter, 1_000)
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(err, HistoryError::TimedOut { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("time limit of 1 ms"), "{message}");
+    // The connection is still good: without the limit the same read succeeds.
+    store.set_read_limits(ReadLimits {
+        max_time: None,
+        ..ReadLimits::default()
+    });
+    let top = store
+        .top(TopBy::Domain, TopOrder::Bytes, &filter, 1_000)
+        .unwrap();
+    assert_eq!(top.len(), 1_000);
+    // A quick read under a sane limit is not affected.
+    store.set_read_limits(ReadLimits::default());
+    assert_eq!(store.count().unwrap(), 40_000);
 }

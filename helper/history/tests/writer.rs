@@ -304,3 +304,78 @@ fn a_flood_stops_at_the_size_cap_and_row_retention_runs_between_timed_passes() {
     let rows = Store::open_reader(&path).unwrap().count().unwrap();
     assert!(rows <= 600 + 1_000, "{rows} rows after the flood");
 }
+
+#[test]
+fn readers_leave_a_corrupt_file_at_once_and_read_the_fresh_one() {
+    // Paths this process holds open whose name contains `part`.
+    let open_files_named = |part: &str| -> Vec<String> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| p.contains(part))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    let cfg = WriterConfig {
+        capacity: 8_192,
+        ..config()
+    };
+    let (writer, _) = Writer::start(&path, cfg, None).unwrap();
+    let reader = writer.reader();
+    for i in 0..2_000 {
+        writer.record(record(i, &format!("/usr/bin/app{}", i % 300)));
+    }
+    writer.flush().unwrap();
+    writer.clear(Clear::All).unwrap();
+    for i in 0..2_000 {
+        writer.record(record(i, &format!("/usr/bin/app{}", i % 300)));
+    }
+    writer.flush().unwrap();
+    assert_eq!(reader.read(Store::count).unwrap(), 2_000);
+    assert!(reader.is_open());
+    // Damage the file under both connections until the writer notices and moves it aside.
+    let wal = dir.path().join("h.sqlite3-wal");
+    let shm = dir.path().join("h.sqlite3-shm");
+    for (p, keep) in [(&path, 4096), (&wal, 0), (&shm, 0)] {
+        if let Ok(mut bytes) = std::fs::read(p) {
+            for b in bytes.iter_mut().skip(keep) {
+                *b = 0x5A;
+            }
+            std::fs::write(p, &bytes).unwrap();
+        }
+    }
+    for round in 0..20u32 {
+        for i in 0..200 {
+            writer.record(record(
+                10_000 + round * 200 + i,
+                &format!("/usr/bin/new{i}"),
+            ));
+        }
+        let _ = writer.flush();
+        let _ = writer.clear(Clear::App("/usr/bin/app7".into()));
+        if writer.stats().moved_aside > 0 {
+            break;
+        }
+    }
+    assert!(writer.stats().moved_aside > 0, "{:?}", writer.stats());
+    // At once, before any read: nothing holds the moved file open any more.
+    assert!(!reader.is_open());
+    assert_eq!(open_files_named(".corrupt-"), Vec::<String>::new());
+    // The next read is of the fresh database: what was written after the move, nothing
+    // of the old file.
+    writer.record(record(1, "/usr/bin/after"));
+    writer.flush().unwrap();
+    let rows = reader
+        .read(|s| s.query(&Filter::default(), None, 1_000))
+        .unwrap()
+        .rows;
+    assert!(rows.iter().any(|r| r.record.app == "/usr/bin/after"));
+    assert!(
+        rows.iter()
+            .all(|r| !r.record.app.starts_with("/usr/bin/app"))
+    );
+    assert!(reader.is_open());
+}
