@@ -14,7 +14,11 @@
 //! pcl-probe hold      HOST PORT MILLIS COUNT     → "held LOCAL…"  (COUNT connects, kept MILLIS)
 //! pcl-probe udp-storm HOST PORT MILLIS RING THREADS → "udp SENT ELAPSED_NS ERRORS"
 //! pcl-probe dns       HOST PORT NAME COUNT WARMUP → "lat NS NS …"  (COUNT timed A queries, UDP)
+//! pcl-probe dns-tcp   HOST PORT NAME COUNT WARMUP → "lat NS NS …"  (the same over one TCP connection)
 //! ```
+//!
+//! In NAME, `{n}` becomes the query's number, so that every query asks a new name (a cache
+//! miss).
 //!
 //! TCP connections are closed with a reset (`SO_LINGER` 0) so that tens of thousands of them
 //! leave no TIME_WAIT sockets behind to exhaust the ephemeral ports. `udp-storm` sends one
@@ -70,6 +74,9 @@ fn run(args: &[String]) -> Result<String, String> {
         ["dns", host, port, name, count, warmup] => {
             dns_latency(addr(host, port)?, name, num(count)?, num(warmup)?)
         }
+        ["dns-tcp", host, port, name, count, warmup] => {
+            dns_tcp_latency(addr(host, port)?, name, num(count)?, num(warmup)?)
+        }
         _ => Err(format!("usage: see the module docs; got {a:?}")),
     }
 }
@@ -80,6 +87,25 @@ fn addr(host: &str, port: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("bad IPv4 address {host:?}"))?;
     let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
     Ok(SocketAddr::new(ip.into(), port))
+}
+
+/// `count` DNS queries for `name`'s A records (after `warmup` untimed ones), one after the
+/// other from one connected UDP socket, each timed from send to the reply with its id. A
+/// UDP echo server answers with the query itself, which counts as a reply: the floor.
+/// An A query for `name` (with `{n}` replaced by `i`) with id `id`.
+fn dns_query(name: &str, i: usize, id: u16) -> Result<Vec<u8>, String> {
+    let name = name.replace("{n}", &i.to_string());
+    let mut query = vec![0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    if let [a, b, ..] = query.as_mut_slice() {
+        [*a, *b] = id.to_be_bytes();
+    }
+    for label in name.trim_end_matches('.').split('.') {
+        let len = u8::try_from(label.len()).map_err(|_| format!("label too long: {label}"))?;
+        query.push(len);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    Ok(query)
 }
 
 /// `count` DNS queries for `name`'s A records (after `warmup` untimed ones), one after the
@@ -96,25 +122,66 @@ fn dns_latency(
         .map_err(|e| format!("connect {peer}: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| format!("timeout: {e}"))?;
-    let mut query = vec![0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.trim_end_matches('.').split('.') {
-        let len = u8::try_from(label.len()).map_err(|_| format!("label too long: {label}"))?;
-        query.push(len);
-        query.extend_from_slice(label.as_bytes());
-    }
-    query.extend_from_slice(&[0, 0, 1, 0, 1]);
     let mut buf = [0_u8; 1500];
     let mut line = String::from("lat");
     for i in 0..(warmup + count) {
         let id = u16::try_from(i % 65_536).unwrap_or(0);
-        if let [a, b, ..] = query.as_mut_slice() {
-            [*a, *b] = id.to_be_bytes();
-        }
+        let query = dns_query(name, i, id)?;
         let start = Instant::now();
         sock.send(&query).map_err(|e| format!("send: {e}"))?;
         loop {
             let n = sock.recv(&mut buf).map_err(|e| format!("query {i}: {e}"))?;
             if buf.get(..2) == Some(&id.to_be_bytes()[..]) && n >= 12 {
+                break;
+            }
+        }
+        let ns = start.elapsed().as_nanos();
+        if i >= warmup {
+            line.push_str(&format!(" {ns}"));
+        }
+    }
+    Ok(line)
+}
+
+/// As [`dns_latency`], over one TCP connection (two-byte length prefixes, RFC 1035 4.2.2).
+fn dns_tcp_latency(
+    peer: SocketAddr,
+    name: &str,
+    count: usize,
+    warmup: usize,
+) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut stream = TcpStream::connect_timeout(&peer, Duration::from_secs(2))
+        .map_err(|e| format!("connect {peer}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| format!("timeout: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
+    let mut line = String::from("lat");
+    let mut reply = vec![0_u8; 65_535];
+    for i in 0..(warmup + count) {
+        let id = u16::try_from(i % 65_536).unwrap_or(0);
+        let query = dns_query(name, i, id)?;
+        let len = u16::try_from(query.len()).map_err(|_| "query too long".to_owned())?;
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        let start = Instant::now();
+        stream
+            .write_all(&framed)
+            .map_err(|e| format!("send: {e}"))?;
+        loop {
+            let mut prefix = [0_u8; 2];
+            stream
+                .read_exact(&mut prefix)
+                .map_err(|e| format!("query {i}: {e}"))?;
+            let n = usize::from(u16::from_be_bytes(prefix));
+            let body = reply.get_mut(..n).ok_or("reply too long")?;
+            stream
+                .read_exact(body)
+                .map_err(|e| format!("query {i}: {e}"))?;
+            if body.get(..2) == Some(&id.to_be_bytes()[..]) && n >= 12 {
                 break;
             }
         }
