@@ -177,6 +177,15 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     );
 
     lock(&service).set_intel(geo.clone(), lists.clone());
+    {
+        // New lists or geo data: cached verdicts retired, live connections decided again.
+        let service = Arc::downgrade(&service);
+        updater.on_swap(move || {
+            if let Some(service) = service.upgrade() {
+                lock(&service).intel_changed();
+            }
+        });
+    }
     let rates = Arc::new(crate::rates::Rates::default());
     let (new_apps, new_apps_rx) = mpsc::channel(NEW_APPS);
     let domains = Arc::new(crate::live::DomainMap::default());

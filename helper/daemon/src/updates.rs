@@ -279,7 +279,6 @@ struct State {
 }
 
 /// The updater: configuration, HTTP client, and the data it swaps.
-#[derive(Debug)]
 pub struct Updater {
     settings: Option<Settings>,
     client: Option<reqwest::Client>,
@@ -289,9 +288,25 @@ pub struct Updater {
     state: Mutex<State>,
     /// One check at a time.
     running: tokio::sync::Mutex<()>,
+    /// Called once new data is in force (decides live connections again).
+    swapped: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater")
+            .field("intel_dir", &self.intel_dir)
+            .field("enabled", &self.settings.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Updater {
+    /// Calls `f` each time new data is in force (once set; later calls are ignored).
+    pub fn on_swap(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.swapped.set(Box::new(f));
+    }
+
     /// The updater for `section`; an error for a configuration it cannot use.
     pub fn new(
         section: &UpdatesSection,
@@ -335,6 +350,7 @@ impl Updater {
                 last_check_ms: None,
             }),
             running: tokio::sync::Mutex::new(()),
+            swapped: std::sync::OnceLock::new(),
         })
     }
 
@@ -492,6 +508,9 @@ impl Updater {
         let _old = self.lists.swap(set);
         if let Some(db) = geo {
             let _old = self.geo.swap(db);
+        }
+        if let Some(swapped) = self.swapped.get() {
+            swapped();
         }
         for (id, why) in &loaded.missing {
             tracing::warn!(list = %id, error = %why, "a filter list is not in force");

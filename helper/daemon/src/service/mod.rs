@@ -731,6 +731,13 @@ impl Service {
     /// The geo data and filter lists `explain` consults, the same ones the verdict path uses
     /// (so `explain` finds country, ASN and list entries, by name and by address, as a live
     /// connection would).
+    /// The filter lists or geo data in force changed (a signed update): the kernel's cached
+    /// verdicts are retired and live connections decided again, as after a rule change.
+    pub fn intel_changed(&self) {
+        self.policy.store((*self.policy.load()).clone());
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
     pub fn set_intel(
         &mut self,
         geo: Arc<portcullis_intel::geo::LiveGeo>,

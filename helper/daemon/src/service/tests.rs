@@ -563,3 +563,21 @@ fn at_the_profile_limit_unconfigured_profiles_make_room_and_configured_ones_stay
         assert!(svc.snapshot.apps.contains_key(key), "{key} stays");
     }
 }
+
+#[test]
+fn new_intel_data_retires_cached_verdicts_and_wakes_the_re_decision() {
+    let (_dir, svc, _events) = service();
+    let mut changes = svc.policy_changes();
+    changes.borrow_and_update();
+    let (_, before) = svc.policy().load_with_generation();
+    svc.intel_changed();
+    let (_, after) = svc.policy().load_with_generation();
+    assert!(
+        after > before,
+        "the fast path generation moves: {before} -> {after}"
+    );
+    assert!(
+        changes.has_changed().unwrap(),
+        "live connections are decided again"
+    );
+}
