@@ -85,6 +85,23 @@ fn make_run_starts_the_helper_and_the_app_and_ctrl_c_stops_both() {
             lab.cgroup().as_os_str(),
         ],
     );
+    // A terminal's Ctrl-C reaches a script whose SIGINT is in its default state; a test run
+    // in the background (CI under `nohup … &`) inherits SIGINT ignored, which a shell cannot
+    // trap. Start the script as a terminal would.
+    {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: between fork and exec only sigaction is called, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGINT,
+                    nix::sys::signal::SigHandler::SigDfl,
+                )
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
     cmd.env("PORTCULLIS_SOCKET", &socket)
         .env("PORTCULLIS_GROUP", GROUP.to_string())
         .env("SUDO_USER", "nobody")
