@@ -264,4 +264,33 @@ fn a_local_ip_list_blocks_connections_to_its_addresses() {
     // or at `connect()` when the kernel repeats the decision).
     let code = connect(&app, "192.0.2.8");
     assert!(matches!(code, Some(REFUSED | DENIED)), "{code:?}");
+
+    // The user edits the list file: the helper reads it again by itself, without a restart,
+    // and the network it no longer holds passes (verdicts the kernel cached are retired).
+    let third = lab.app("third");
+    let third_key = third.to_str().unwrap();
+    assert_eq!(connect(&third, listed), Some(REFUSED));
+    std::fs::write(&list, "; lab bad networks\n2001:db8:bad::/48\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let why = helper.ctl_json(["explain", "--app", third_key, "tcp", listed, "7"]);
+        if why["verdict"] == "allow" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edited list was not read again: {why}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(connect(&third, listed), Some(OK));
+    let status = helper.ctl_json(["lists", "status"]);
+    let lab_bad = status["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "lab-bad")
+        .cloned()
+        .unwrap();
+    assert_eq!(lab_bad["networks"], 1, "{lab_bad}");
 }

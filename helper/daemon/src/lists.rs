@@ -299,6 +299,24 @@ impl Lists {
         self.set.swap(built.sets)
     }
 
+    /// What the local list files look like now (modification time and size of each, `None`
+    /// for one that cannot be read): a change means they must be read again.
+    pub fn local_signature(&self) -> Vec<Option<(std::time::SystemTime, u64)>> {
+        self.local
+            .iter()
+            .map(|l| {
+                std::fs::metadata(&l.path)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())))
+            })
+            .collect()
+    }
+
+    /// Whether any local list files are configured.
+    pub fn has_local(&self) -> bool {
+        !self.local.is_empty()
+    }
+
     /// Every list, as the load in force found it.
     pub fn states(&self) -> Vec<portcullis_protocol::ListState> {
         self.state

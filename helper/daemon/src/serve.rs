@@ -303,6 +303,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     crate::notify::notify("READY=1");
 
     let scheduled_updates = updater.schedule();
+    let local_lists = updater.follow_local_lists();
     let clients = Arc::new(Clients::default());
     let expiry = tokio::spawn(end_rules_on_time(service.clone(), changes));
     let evicted = tokio::spawn(forget_evicted_flows(enforcer.clone()));
@@ -342,6 +343,9 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     crate::notify::notify("STOPPING=1");
     expiry.abort();
     evicted.abort();
+    if let Some(task) = local_lists {
+        task.abort();
+    }
     if let Some(task) = scheduled_updates {
         task.abort();
     }

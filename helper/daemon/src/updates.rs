@@ -278,6 +278,9 @@ struct State {
     last_check_ms: Option<u64>,
 }
 
+/// How often the local list files are looked at for changes.
+const LOCAL_LISTS_EVERY: Duration = Duration::from_secs(3);
+
 /// The updater: configuration, HTTP client, and the data it swaps.
 pub struct Updater {
     settings: Option<Settings>,
@@ -390,6 +393,54 @@ impl Updater {
                 tokio::time::sleep(Duration::from_secs(hours.saturating_mul(3600))).await;
             }
         }))
+    }
+
+    /// Reads the local list files again whenever one changes (checked every
+    /// [`LOCAL_LISTS_EVERY`]), so that a user's edit applies without a restart; `None` when
+    /// there are none.
+    pub fn follow_local_lists(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.lists.has_local() {
+            return None;
+        }
+        let me = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut seen = me.lists.local_signature();
+            loop {
+                tokio::time::sleep(LOCAL_LISTS_EVERY).await;
+                let now = me.lists.local_signature();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                me.reload_lists().await;
+            }
+        }))
+    }
+
+    /// Builds the lists again from the data in force and the local files, and swaps them in.
+    async fn reload_lists(&self) {
+        let _one = self.running.lock().await;
+        let source = self.state().source.clone();
+        let lists = Arc::clone(&self.lists);
+        let built = tokio::task::spawn_blocking(move || lists.build(&source)).await;
+        let Ok((set, loaded)) = built else {
+            tracing::error!("reading the filter lists again failed");
+            return;
+        };
+        let _old = self.lists.swap(set);
+        let entries: usize = loaded.lists.iter().map(|l| l.domains).sum();
+        let networks: usize = loaded.lists.iter().map(|l| l.networks).sum();
+        tracing::info!(
+            entries,
+            networks,
+            "a local filter list changed; the lists were read again"
+        );
+        for (id, why) in &loaded.missing {
+            tracing::warn!(list = %id, error = %why, "a filter list is not in force");
+        }
+        if let Some(swapped) = self.swapped.get() {
+            swapped();
+        }
     }
 
     /// Checks for a newer bundle now and installs it if it passes every check; answers the
