@@ -18,5 +18,5 @@ store.start();
 const target = document.getElementById("app");
 if (target) {
   if (core && window.location.hash === "#/prompt") mount(PromptWindow, { target, props: { store } });
-  else mount(App, { target, props: { store, router: new Router() } });
+  else mount(App, { target, props: { store, router: new Router(), promptWindow: core !== null } });
 }

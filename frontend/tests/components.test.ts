@@ -4,6 +4,7 @@ import PromptDialog from "../src/components/PromptDialog.svelte";
 import RulesEditor from "../src/components/RulesEditor.svelte";
 import Monitor from "../src/views/Monitor.svelte";
 import Apps from "../src/views/Apps.svelte";
+import App from "../src/App.svelte";
 import { Store } from "../src/lib/store.svelte";
 import { Router } from "../src/lib/router.svelte";
 import { HelperError } from "../src/lib/transport/transport";
@@ -33,6 +34,19 @@ async function started(answer = defaultAnswer as (r: Request) => any) {
   await settle();
   return { t, store };
 }
+
+describe("App", () => {
+  it("asks in its own dialog in browser mode, and leaves it to the prompt window on the desktop", async () => {
+    const { store } = await started();
+    store.prompts.push(prompt(5));
+    const browser = show(App, { store, router: new Router() });
+    expect(browser.querySelector('[role="dialog"]')?.textContent).toContain("curl");
+    const desktop = show(App, { store, router: new Router(), promptWindow: true });
+    expect(desktop.querySelector('[role="dialog"]')).toBeNull();
+    expect(desktop.textContent).toContain("1 waiting");
+    store.stop();
+  });
+});
 
 describe("PromptDialog", () => {
   it("shows the app and destination, and answers with the keyboard", async () => {
