@@ -368,9 +368,28 @@ fn sigkill_fail_open_then_recover_restores_the_rule_set_exactly() {
             ["recover", "--state-dir", &state, "--socket", &socket],
         ))
     };
+    let acct = || {
+        String::from_utf8_lossy(
+            &lab.client()
+                .run("sysctl", ["-n", "net.netfilter.nf_conntrack_acct"])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(
+        acct(),
+        "1",
+        "the helper counts bytes with conntrack accounting"
+    );
     let first = recover();
     assert!(first.success(), "{first}");
     assert!(first.stdout.contains("removed firewall"), "{first}");
+    assert!(
+        first.stdout.contains("conntrack accounting back off"),
+        "{first}"
+    );
+    assert_eq!(acct(), "0", "recover turns accounting back off");
     assert_eq!(
         rule_set(&lab),
         before,

@@ -275,6 +275,81 @@ fn dns_queries_are_kept_with_the_app_that_asked_and_what_became_of_them() {
 }
 
 #[test]
+fn the_bytes_of_a_udp_flow_are_kept_when_it_ends() {
+    require_root!();
+    let lab = Lab::new("history-udp");
+    let _echo = lab.server().udp_echo(7);
+    lab.server().wait_for_port(7, portcullis_lab::Proto::Udp);
+    let helper = lab.client().start_helper(HelperOpts::default());
+    // Conntrack forgets a UDP flow 2 s after its last datagram here (30 s by default), so the
+    // flow ends within the test.
+    for key in [
+        "nf_conntrack_udp_timeout",
+        "nf_conntrack_udp_timeout_stream",
+    ] {
+        lab.client()
+            .run("sysctl", ["-q", "-w", &format!("net.netfilter.{key}=2")]);
+    }
+    let app = lab.app("voip");
+    let key = app.to_str().unwrap();
+    let server = lab.server().ipv4().to_string();
+    let payload = "x".repeat(1000);
+    for _ in 0..3 {
+        let out = lab.client().run_app(
+            &app,
+            [
+                "connect",
+                "udp",
+                &server,
+                "7",
+                "--send",
+                &payload,
+                "--timeout-ms",
+                "2000",
+            ],
+        );
+        assert_eq!(out.code(), Some(portcullis_lab::app_codes::OK), "{out}");
+    }
+    // Three flows (a new socket each), each 1000 bytes out and the echo's 1000 back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let flows: Vec<Value> = rows(&helper, &["--kind", "connection", "--app", key])
+            .into_iter()
+            .filter(|r| r["protocol"] == "udp")
+            .collect();
+        let done: Vec<&Value> = flows.iter().filter(|r| r["bytes_out"] != 0).collect();
+        if done.len() == 3 {
+            for r in done {
+                assert_eq!(r["bytes_out"], 1000, "{r}");
+                assert_eq!(r["bytes_in"], 1000, "{r}");
+                assert_eq!(r["packets_out"], 1, "{r}");
+                assert_eq!(r["packets_in"], 1, "{r}");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the UDP flows' bytes were not recorded: {flows:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // The helper turned conntrack accounting on in its namespace, and turns it off at stop.
+    let acct = |lab: &Lab| {
+        String::from_utf8_lossy(
+            &lab.client()
+                .run("sysctl", ["-n", "net.netfilter.nf_conntrack_acct"])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(acct(&lab), "1");
+    let mut helper = helper;
+    helper.stop();
+    assert_eq!(acct(&lab), "0", "accounting left on after stop");
+}
+
+#[test]
 fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
     require_root!();
     let lab = Lab::new("history-bytes");

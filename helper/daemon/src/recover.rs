@@ -11,6 +11,58 @@ use anyhow::Context;
 use crate::Resolved;
 use crate::state_lock::StateLock;
 
+/// The file that says this helper turned conntrack accounting on (and must turn it off).
+fn accounting_marker(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("conntrack-accounting-was-off")
+}
+
+/// Turns conntrack's byte accounting on (for the bytes of UDP flows), noting first in the
+/// state directory that it was off, so that a stop — or the next start after a crash — turns
+/// it off again. A failure leaves UDP bytes unknown, nothing else.
+pub fn enable_accounting(state_dir: &Path) {
+    let marker = accounting_marker(state_dir);
+    // Noted before the change: a crash right after it still finds the note.
+    let noted = std::fs::write(&marker, "1\n");
+    match portcullis_intercept::enable_accounting() {
+        Ok(Some(false)) if noted.is_ok() => tracing::info!("conntrack accounting turned on"),
+        Ok(Some(false)) => {
+            tracing::warn!("cannot note conntrack accounting's state; turning it back off");
+            let _ = portcullis_intercept::restore_accounting(false);
+        }
+        Ok(Some(true) | None) => {
+            let _ = std::fs::remove_file(&marker);
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&marker);
+            tracing::warn!(error = %e, "bytes of UDP flows stay unknown");
+        }
+    }
+}
+
+/// Turns conntrack accounting back off if this helper turned it on.
+pub fn restore_accounting(state_dir: &Path) {
+    if let Some(line) = undo_accounting(state_dir) {
+        tracing::info!("{line}");
+    }
+}
+
+fn undo_accounting(state_dir: &Path) -> Option<String> {
+    let marker = accounting_marker(state_dir);
+    if !marker.exists() {
+        return None;
+    }
+    match portcullis_intercept::restore_accounting(false) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&marker);
+            Some("turned conntrack accounting back off".to_owned())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot turn conntrack accounting back off");
+            None
+        }
+    }
+}
+
 /// Removes what a dead helper left; returns one line per thing undone (empty: nothing to do).
 /// A live helper's files are left alone. The caller that is about to run a helper passes
 /// the state lock it holds; `portcullisd recover` passes `None` and takes the lock itself,
@@ -29,6 +81,9 @@ pub fn recover(resolved: &Resolved, held: Option<&StateLock>) -> anyhow::Result<
         for item in &removed.items {
             done.push(format!("removed firewall {item}"));
         }
+    }
+    if let Some(line) = undo_accounting(&paths.state_dir) {
+        done.push(line);
     }
     if remove_stale_socket(&paths.socket)? {
         done.push(format!("removed stale socket {}", paths.socket.display()));

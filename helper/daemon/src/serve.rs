@@ -269,6 +269,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
         .context("the enforcement start-up failed")??;
         let started_how = started.attribution.clone();
         *enforcer.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
+        crate::recover::enable_accounting(&paths.state_dir);
         {
             let mut svc = lock(&service);
             svc.set_enforcement(EnforcementState::Enforcing);
@@ -359,6 +360,7 @@ async fn run_async(resolved: &Resolved) -> anyhow::Result<()> {
     if let Some(mut e) = stopping {
         let _ = tokio::task::spawn_blocking(move || e.stop()).await;
     }
+    crate::recover::restore_accounting(&paths.state_dir);
     if let Some(d) = dns {
         d.stop().await;
     }

@@ -67,9 +67,17 @@ mod ct_msg {
 mod cta {
     pub(super) const TUPLE_ORIG: u16 = 1;
     pub(super) const MARK: u16 = 8;
+    pub(super) const COUNTERS_ORIG: u16 = 9;
+    pub(super) const COUNTERS_REPLY: u16 = 10;
     pub(super) const ID: u16 = 12;
     pub(super) const ZONE: u16 = 18;
     pub(super) const MARK_MASK: u16 = 21;
+}
+
+/// `enum ctattr_counters`.
+mod counter_attr {
+    pub(super) const PACKETS: u16 = 1;
+    pub(super) const BYTES: u16 = 2;
 }
 
 /// `enum ctattr_tuple`.
@@ -174,6 +182,21 @@ pub struct Entry {
     pub id: Option<u32>,
     /// The conntrack zone, when not the default one.
     pub zone: Option<u16>,
+    /// What the connection carried, when conntrack accounting is on (`nf_conntrack_acct`).
+    pub counters: Option<Counters>,
+}
+
+/// Bytes and packets of a conntrack entry, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Counters {
+    /// Packets in the original direction (from who opened it).
+    pub orig_packets: u64,
+    /// Bytes in the original direction, IP headers included.
+    pub orig_bytes: u64,
+    /// Packets in the reply direction.
+    pub reply_packets: u64,
+    /// Bytes in the reply direction, IP headers included.
+    pub reply_bytes: u64,
 }
 
 /// What one message of a reply says.
@@ -250,6 +273,24 @@ fn be16(value: &[u8], what: &'static str) -> Result<u16, DecodeError> {
 
 fn be32(value: &[u8], what: &'static str) -> Result<u32, DecodeError> {
     exact::<4>(value, what).map(u32::from_be_bytes)
+}
+
+fn be64(value: &[u8], what: &'static str) -> Result<u64, DecodeError> {
+    exact::<8>(value, what).map(u64::from_be_bytes)
+}
+
+/// Decodes `CTA_COUNTERS_*`: (packets, bytes).
+fn decode_counters(value: &[u8]) -> Result<(u64, u64), DecodeError> {
+    let (mut packets, mut bytes) = (0, 0);
+    for attr in Attrs::new(value, "a counter attribute") {
+        let (kind, v) = attr?;
+        match kind {
+            counter_attr::PACKETS => packets = be64(v, "a packet counter")?,
+            counter_attr::BYTES => bytes = be64(v, "a byte counter")?,
+            _ => {}
+        }
+    }
+    Ok((packets, bytes))
 }
 
 fn byte(value: &[u8], what: &'static str) -> Result<u8, DecodeError> {
@@ -354,6 +395,7 @@ fn decode_entry(body: &[u8]) -> Result<Entry, DecodeError> {
     let mut mark = 0;
     let mut id = None;
     let mut zone = None;
+    let mut counters: Option<Counters> = None;
     // A repeated attribute overrides the earlier one, as in the kernel's own parser.
     for attr in Attrs::new(
         body.get(NFGENMSG_LEN..).unwrap_or_default(),
@@ -365,6 +407,18 @@ fn decode_entry(body: &[u8]) -> Result<Entry, DecodeError> {
             cta::MARK => mark = be32(value, "the mark")?,
             cta::ID => id = Some(be32(value, "the entry id")?),
             cta::ZONE => zone = Some(be16(value, "the zone")?),
+            cta::COUNTERS_ORIG => {
+                let (packets, bytes) = decode_counters(value)?;
+                let c = counters.get_or_insert_default();
+                c.orig_packets = packets;
+                c.orig_bytes = bytes;
+            }
+            cta::COUNTERS_REPLY => {
+                let (packets, bytes) = decode_counters(value)?;
+                let c = counters.get_or_insert_default();
+                c.reply_packets = packets;
+                c.reply_bytes = bytes;
+            }
             _ => {}
         }
     }
@@ -378,6 +432,7 @@ fn decode_entry(body: &[u8]) -> Result<Entry, DecodeError> {
         mark,
         id,
         zone,
+        counters,
     })
 }
 
@@ -713,9 +768,49 @@ mod tests {
                 mark: 0x1000_0100,
                 id: Some(99),
                 zone: None,
+                counters: None,
             })
         );
         assert_eq!(msgs[1].reply, Reply::Done(0));
+    }
+
+    #[test]
+    fn decodes_the_counters_of_an_accounted_entry() {
+        let counters = |packets: u64, bytes: u64| {
+            vec![
+                attr(counter_attr::PACKETS, &packets.to_be_bytes()),
+                attr(counter_attr::BYTES, &bytes.to_be_bytes()),
+            ]
+        };
+        let plain = tcp4_entry(7, 0x1000_0000, 1);
+        let mut body = plain[NLMSG_HDRLEN..].to_vec();
+        body.extend(nest(cta::COUNTERS_ORIG, &counters(3, 1_500)));
+        body.extend(nest(cta::COUNTERS_REPLY, &counters(2, 9_000)));
+        let msgs = decode(&message(ct_msg::NEW, 0x2, 7, &body)).unwrap();
+        let Reply::Entry(entry) = msgs[0].reply else {
+            panic!("{:?}", msgs[0].reply)
+        };
+        assert_eq!(
+            entry.counters,
+            Some(Counters {
+                orig_packets: 3,
+                orig_bytes: 1_500,
+                reply_packets: 2,
+                reply_bytes: 9_000,
+            })
+        );
+        // A counter of the wrong size makes the entry unusable, never a wrong number.
+        let mut bad = plain[NLMSG_HDRLEN..].to_vec();
+        bad.extend(nest(
+            cta::COUNTERS_ORIG,
+            &[attr(counter_attr::BYTES, &7_u32.to_be_bytes())],
+        ));
+        let msgs = decode(&message(ct_msg::NEW, 0x2, 7, &bad)).unwrap();
+        assert!(
+            matches!(msgs[0].reply, Reply::Unusable(_)),
+            "{:?}",
+            msgs[0].reply
+        );
     }
 
     #[test]
@@ -933,6 +1028,7 @@ mod tests {
             mark: 0x1000_0000,
             id: Some(0xdead_beef),
             zone: Some(4),
+            counters: None,
         };
         let del = delete_request(5, &entry);
         assert_eq!(u16::from_ne_bytes([del[4], del[5]]), ct_msg::DELETE);
@@ -1045,7 +1141,7 @@ mod tests {
                 id in any::<Option<u32>>(),
                 zone in any::<Option<u16>>(),
             ) {
-                let entry = Entry { family: tuple.family(), orig: tuple, mark, id, zone };
+                let entry = Entry { family: tuple.family(), orig: tuple, mark, id, zone, counters: None };
                 // What the kernel would send for it: the delete request's attributes plus
                 // the mark, as an entry message.
                 let del = delete_request(1, &entry);
@@ -1132,6 +1228,7 @@ mod tests {
                     mark: 0x1000_0000,
                     id: Some(1_498_529_728),
                     zone: Some(3),
+                    counters: None,
                 }
             );
             let icmp = entries[1].orig;

@@ -408,6 +408,21 @@ pub struct AllowedConnection {
     pub src: std::net::SocketAddr,
     /// Where to.
     pub dst: std::net::SocketAddr,
+    /// What it carried so far, when conntrack accounting is on (see [`enable_accounting`]).
+    pub counters: Option<ctnetlink::Counters>,
+}
+
+/// Turns conntrack's byte and packet accounting on in the calling thread's network namespace
+/// (`net.netfilter.nf_conntrack_acct`), for connections tracked from now on. Returns the value
+/// it had, to give back to [`restore_accounting`] at stop: `Some(false)` when this turned it on,
+/// `Some(true)` when it was on already, `None` where there is no conntrack to account.
+pub fn enable_accounting() -> Result<Option<bool>, InterceptError> {
+    imp::set_accounting(true)
+}
+
+/// Sets conntrack accounting back to `was_on` (the value [`enable_accounting`] found).
+pub fn restore_accounting(was_on: bool) -> Result<(), InterceptError> {
+    imp::set_accounting(was_on).map(|_| ())
 }
 
 /// The TCP and UDP connections we allowed that conntrack still tracks (in the calling thread's

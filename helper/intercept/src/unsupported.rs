@@ -128,6 +128,10 @@ pub(crate) fn forget_connections(
     Err(InterceptError::Unsupported)
 }
 
+pub(crate) fn set_accounting(_on: bool) -> Result<Option<bool>, InterceptError> {
+    Ok(None)
+}
+
 pub(crate) fn allowed_connections(
     _marks: &Marks,
 ) -> Result<Vec<crate::AllowedConnection>, InterceptError> {

@@ -109,6 +109,7 @@ pub(crate) fn allowed_connections(
                     protocol,
                     src: SocketAddr::new(o.src, sp),
                     dst: SocketAddr::new(o.dst, dp),
+                    counters: entry.counters,
                 });
             }
         })
@@ -117,6 +118,27 @@ pub(crate) fn allowed_connections(
         return Err(failed(kernel_error(code)));
     }
     Ok(found)
+}
+
+/// Where conntrack's accounting switch lives (per network namespace).
+const ACCT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
+
+/// See [`crate::enable_accounting`]: sets the switch, returns what it was (`None`: no
+/// conntrack here).
+pub(crate) fn set_accounting(on: bool) -> Result<Option<bool>, InterceptError> {
+    let failed = |source| InterceptError::Conntrack {
+        what: "switch conntrack accounting",
+        source,
+    };
+    let was = match std::fs::read_to_string(ACCT_SYSCTL) {
+        Ok(text) => text.trim() != "0",
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
+    if was != on {
+        std::fs::write(ACCT_SYSCTL, if on { "1\n" } else { "0\n" }).map_err(failed)?;
+    }
+    Ok(Some(was))
 }
 
 /// See [`crate::original_destination`].
@@ -544,6 +566,7 @@ mod tests {
             mark,
             id: Some(1),
             zone: None,
+            counters: None,
         }
     }
 

@@ -12,7 +12,9 @@ mod iptables;
 mod queue;
 mod tools;
 
-pub(crate) use conntrack::{allowed_connections, forget_connections, original_destination};
+pub(crate) use conntrack::{
+    allowed_connections, forget_connections, original_destination, set_accounting,
+};
 pub(crate) use iptables::{InstalledRules, recover};
 pub(crate) use queue::{Pending, Queue, QueueStopper, queue_stats};
 
