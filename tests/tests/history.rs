@@ -421,19 +421,30 @@ fn the_bytes_kept_for_a_transfer_are_what_iperf3_sent() {
 
 #[test]
 fn live_rates_show_an_apps_traffic_while_it_flows() {
+    for udp in [false, true] {
+        live_rates_of_iperf3(udp);
+    }
+}
+
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a failure stops the test with its message"
+)]
+fn live_rates_of_iperf3(udp: bool) {
     require_root!();
-    let lab = Lab::new("rates");
+    let lab = Lab::new(if udp { "rates-udp" } else { "rates" });
     let server = lab.server().ipv4().to_string();
     let _iperf = lab
         .server()
         .spawn(lab.server().cmd("iperf3", ["-s", "-1", "-p", "5201"]));
     lab.server().wait_for_port(5201, portcullis_lab::Proto::Tcp);
     let helper = lab.client().start_helper(HelperOpts::default());
-    // Three seconds at a modest, steady rate.
-    let client = lab.client().spawn(lab.client().cmd(
-        "iperf3",
-        ["-c", &server, "-p", "5201", "-t", "4", "-b", "40M"],
-    ));
+    // Four seconds at a modest, steady rate (UDP: one flow, measured from conntrack).
+    let mut args = vec!["-c", server.as_str(), "-p", "5201", "-t", "4", "-b", "40M"];
+    if udp {
+        args.push("-u");
+    }
+    let client = lab.client().spawn(lab.client().cmd("iperf3", args));
     let exe = std::fs::canonicalize("/usr/bin/iperf3").unwrap();
     let app = exe.to_str().unwrap();
     let mut best = 0;
@@ -448,7 +459,7 @@ fn live_rates_show_an_apps_traffic_while_it_flows() {
         }
     }
     // 40 Mbit/s is 5 MB/s; one sample may straddle the start.
-    assert!(best >= 1_000_000, "best rate seen: {best} B/s");
+    assert!(best >= 1_000_000, "best rate seen (udp: {udp}): {best} B/s");
     assert!(best <= 20_000_000, "more than iperf3 sends: {best} B/s");
     let _ = client.wait_timeout(std::time::Duration::from_secs(10));
 }

@@ -93,8 +93,6 @@ pub struct Enforcer {
     traffic_thread: Option<JoinHandle<()>>,
     /// The thread that samples live rates (stops with `fast_stop`).
     rates_thread: Option<JoinHandle<()>>,
-    /// The thread that records what ended UDP flows carried (stops with `fast_stop`).
-    udp_thread: Option<JoinHandle<()>>,
     /// The allowed connections a policy change decides again.
     flows: Arc<LiveFlows>,
 }
@@ -152,16 +150,17 @@ impl Enforcer {
             fast_stop: Arc::new(AtomicBool::new(false)),
             traffic_thread: None,
             rates_thread: None,
-            udp_thread: None,
             flows,
         };
         {
             let rates = Arc::clone(&enforcer.shared.rates);
             let flows = Arc::clone(&enforcer.flows);
             let stop = Arc::clone(&enforcer.fast_stop);
+            let config = enforcer.config.clone();
+            let history = enforcer.shared.log.history();
             match std::thread::Builder::new()
                 .name("rates".into())
-                .spawn(move || crate::rates::run(&rates, &flows, &stop))
+                .spawn(move || crate::rates::run(&rates, &flows, &config, &history, &stop))
             {
                 Ok(t) => enforcer.rates_thread = Some(t),
                 Err(e) => tracing::warn!(error = %e, "live bandwidth is off"),
@@ -177,19 +176,6 @@ impl Enforcer {
             {
                 Ok(t) => enforcer.traffic_thread = Some(t),
                 Err(e) => tracing::warn!(error = %e, "bytes per connection are off"),
-            }
-        }
-        {
-            let history = enforcer.shared.log.history();
-            let flows = Arc::clone(&enforcer.flows);
-            let stop = Arc::clone(&enforcer.fast_stop);
-            let config = enforcer.config.clone();
-            match std::thread::Builder::new()
-                .name("udp-traffic".into())
-                .spawn(move || record_udp_traffic(&config, &history, &flows, &stop))
-            {
-                Ok(t) => enforcer.udp_thread = Some(t),
-                Err(e) => tracing::warn!(error = %e, "bytes of UDP flows are off"),
             }
         }
         match InstalledRules::install(&enforcer.config) {
@@ -368,11 +354,6 @@ impl Enforcer {
         {
             tracing::error!("the rates thread panicked");
         }
-        if let Some(thread) = self.udp_thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the UDP traffic thread panicked");
-        }
         if let Some(mut rules) = self.rules.take() {
             match rules.remove() {
                 Ok(_) => tracing::info!("firewall rules removed"),
@@ -511,116 +492,6 @@ fn record_traffic(
                 ),
             }
         }
-    }
-}
-
-/// One UDP flow conntrack accounts for: its app (found when the flow was first seen), which end
-/// is ours, and what it carried by the last look.
-struct UdpFlow {
-    app: Arc<str>,
-    /// Whether this machine opened it (the conntrack entry's original direction is ours).
-    outbound: bool,
-    counters: portcullis_intercept::ctnetlink::Counters,
-}
-
-/// Records what each allowed UDP flow carried once conntrack forgets it (and, at stop, the
-/// flows still open), from conntrack's accounting, looked at every 2 s: the bytes of a flow's
-/// last two seconds before it ends are not counted. Bytes are the datagrams' payload
-/// (conntrack counts IP and UDP headers; they are taken off).
-fn record_udp_traffic(
-    config: &InterceptConfig,
-    history: &crate::history::Recorder,
-    flows: &LiveFlows,
-    stop: &AtomicBool,
-) {
-    const EVERY: Duration = Duration::from_secs(2);
-    let mut known: HashMap<(SocketAddr, SocketAddr), UdpFlow> = HashMap::new();
-    let mut next = Instant::now() + EVERY;
-    let emit = |(src, dst): (SocketAddr, SocketAddr), flow: &UdpFlow| {
-        let header: u64 = if src.is_ipv4() { 28 } else { 48 };
-        let c = flow.counters;
-        let orig = c
-            .orig_bytes
-            .saturating_sub(c.orig_packets.saturating_mul(header));
-        let reply = c
-            .reply_bytes
-            .saturating_sub(c.reply_packets.saturating_mul(header));
-        let event = if flow.outbound {
-            TrafficEvent {
-                protocol: Protocol::Udp,
-                local: src,
-                remote: dst,
-                bytes_out: orig,
-                bytes_in: reply,
-                packets_out: c.orig_packets,
-                packets_in: c.reply_packets,
-            }
-        } else {
-            TrafficEvent {
-                protocol: Protocol::Udp,
-                local: dst,
-                remote: src,
-                bytes_out: reply,
-                bytes_in: orig,
-                packets_out: c.reply_packets,
-                packets_in: c.orig_packets,
-            }
-        };
-        history.traffic(&flow.app, &event);
-    };
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if Instant::now() < next {
-            continue;
-        }
-        next = Instant::now() + EVERY;
-        if !history.is_on() {
-            known.clear();
-            continue;
-        }
-        let live = match portcullis_intercept::allowed_connections(config) {
-            Ok(live) => live,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read conntrack's UDP counters");
-                continue;
-            }
-        };
-        let mut now: HashMap<(SocketAddr, SocketAddr), UdpFlow> = HashMap::new();
-        for c in live {
-            let (Protocol::Udp, Some(counters)) = (c.protocol, c.counters) else {
-                continue;
-            };
-            let key = (c.src, c.dst);
-            let flow = match known.remove(&key) {
-                Some(mut f) => {
-                    f.counters = counters;
-                    f
-                }
-                None => {
-                    let (app, outbound) = match flows.app_at(Protocol::Udp, c.src, c.dst) {
-                        Some(app) => (app, true),
-                        None => match flows.app_at(Protocol::Udp, c.dst, c.src) {
-                            Some(app) => (app, false),
-                            None => continue,
-                        },
-                    };
-                    UdpFlow {
-                        app,
-                        outbound,
-                        counters,
-                    }
-                }
-            };
-            now.insert(key, flow);
-        }
-        // What is no longer tracked has ended.
-        for (key, flow) in &known {
-            emit(*key, flow);
-        }
-        known = now;
-    }
-    for (key, flow) in &known {
-        emit(*key, flow);
     }
 }
 
