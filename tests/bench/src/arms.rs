@@ -39,6 +39,9 @@ pub enum Kind {
     OpenSnitch,
     /// The real `portcullisd` with default settings.
     Portcullis,
+    /// The same with its network history off: what recording every connection costs (full
+    /// profile only; measured for connect latency and rate only).
+    PortcullisNoHistory,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Floor => "accept-all NFQUEUE",
             Kind::OpenSnitch => "OpenSnitch 1.5.8",
             Kind::Portcullis => "Portcullis",
+            Kind::PortcullisNoHistory => "Portcullis (no hist)",
         }
     }
 
@@ -58,14 +62,20 @@ impl Kind {
             Kind::Floor => "floor",
             Kind::OpenSnitch => "osnitch",
             Kind::Portcullis => "pcl",
+            Kind::PortcullisNoHistory => "pcl-nohist",
         }
+    }
+
+    /// Whether every figure is measured for this arm (not only connect latency and rate).
+    pub fn every_figure(self) -> bool {
+        self != Kind::PortcullisNoHistory
     }
 
     /// The queue the arm's firewall reads, if it has one.
     pub fn queue_num(self) -> Option<u16> {
         match self {
             Kind::NoFirewall => None,
-            Kind::Floor | Kind::Portcullis => Some(PORTCULLIS_QUEUE),
+            Kind::Floor | Kind::Portcullis | Kind::PortcullisNoHistory => Some(PORTCULLIS_QUEUE),
             Kind::OpenSnitch => Some(OPENSNITCH_QUEUE),
         }
     }
@@ -156,6 +166,12 @@ impl Arm {
             }
             Kind::Portcullis => {
                 helper = Some(lab.client().start_helper(HelperOpts::default()));
+            }
+            Kind::PortcullisNoHistory => {
+                helper = Some(lab.client().start_helper(HelperOpts {
+                    config_toml: Some("[history]\nenabled = false\n".to_owned()),
+                    ..HelperOpts::default()
+                }));
             }
         }
         let arm = Arm {

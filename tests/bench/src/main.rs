@@ -179,7 +179,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Mode> {
                         "floor" => Kind::Floor,
                         "osnitch" => Kind::OpenSnitch,
                         "pcl" => Kind::Portcullis,
-                        other => bail!("unknown arm {other:?} (nofw, floor, osnitch, pcl)"),
+                        "pcl-nohist" => Kind::PortcullisNoHistory,
+                        other => {
+                            bail!("unknown arm {other:?} (nofw, floor, osnitch, pcl, pcl-nohist)")
+                        }
                     });
                 }
             }
@@ -359,6 +362,10 @@ fn measure_all(profile: &Profile, opensnitch: Option<&OpenSnitch>) -> anyhow::Re
         kinds.push(Kind::OpenSnitch);
     }
     kinds.push(Kind::Portcullis);
+    if profile.hook_cost {
+        // The full profile: what history costs, beside Portcullis with it on.
+        kinds.push(Kind::PortcullisNoHistory);
+    }
     if !profile.only.is_empty() {
         kinds.retain(|k| profile.only.contains(k));
     }
@@ -396,6 +403,12 @@ fn measure_all(profile: &Profile, opensnitch: Option<&OpenSnitch>) -> anyhow::Re
                 let (Some(arm), Some(r)) = (arms.get(i), results.get_mut(i)) else {
                     continue;
                 };
+                let figure_for_all = what.starts_with("connect latency")
+                    && !what.contains("pinned")
+                    || what.starts_with("connect rate");
+                if !arm.kind.every_figure() && !figure_for_all {
+                    continue;
+                }
                 f(arm, r).with_context(|| format!("{what} of {}", arm.kind.label()))?;
             }
             Ok(())

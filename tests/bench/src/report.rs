@@ -254,7 +254,7 @@ pub fn tables(run: &Run) -> String {
         let (sb, xb) = base.map_or((f64::NAN, f64::NAN), |b| {
             (p(&b.latency_same_cpu, 0.5), p(&b.latency_split, 0.5))
         });
-        for (kind, r) in &run.arms {
+        for (kind, r) in run.arms.iter().filter(|(k, _)| k.every_figure()) {
             let (s50, s99) = (p(&r.latency_same_cpu, 0.5), p(&r.latency_same_cpu, 0.99));
             let (x50, x99) = (p(&r.latency_split, 0.5), p(&r.latency_split, 0.99));
             let _ = writeln!(
@@ -312,7 +312,7 @@ pub fn tables(run: &Run) -> String {
     let (f50, f99) = base.map_or((f64::NAN, f64::NAN), |b| {
         (p(&b.first, 0.5), p(&b.first, 0.99))
     });
-    for (kind, r) in &run.arms {
+    for (kind, r) in run.arms.iter().filter(|(k, _)| k.every_figure()) {
         let (p50, p99) = (p(&r.first, 0.5), p(&r.first, 0.99));
         let (d50, d99) = if *kind == Kind::NoFirewall {
             ("—".to_owned(), "—".to_owned())
@@ -345,7 +345,7 @@ pub fn tables(run: &Run) -> String {
     let (t1, t4) = base.map_or((f64::NAN, f64::NAN), |b| {
         (med_bps(&b.tput1), med_bps(&b.tput4))
     });
-    for (kind, r) in &run.arms {
+    for (kind, r) in run.arms.iter().filter(|(k, _)| k.every_figure()) {
         let (v1, v4) = (med_bps(&r.tput1), med_bps(&r.tput4));
         let all: Vec<&Throughput> = r.tput1.iter().chain(&r.tput4).collect();
         let conns: u64 = all.iter().map(|t| t.connections).sum();
@@ -416,7 +416,7 @@ pub fn tables(run: &Run) -> String {
             .collect::<Vec<_>>())
     };
     let fv = floor.map_or(f64::NAN, verdict_rate);
-    for (kind, r) in &run.arms {
+    for (kind, r) in run.arms.iter().filter(|(k, _)| k.every_figure()) {
         let sent = med(&r
             .storms
             .iter()
@@ -550,6 +550,20 @@ pub fn targets(run: &Run) -> Vec<Verdict> {
         med(&pcl.rate2) / med(&base.rate2),
         0.80,
     ));
+    if let Some(quiet) = arm(run, Kind::PortcullisNoHistory) {
+        let (on, off) = (p(&pcl.latency, 0.99), p(&quiet.latency, 0.99));
+        let (d_on, d_off) = (on - p(&base.latency, 0.99), off - p(&base.latency, 0.99));
+        v.push(at_most(
+            &format!(
+                "history on: cached connect Δp99 ≤ 5% above history off ({} on, {} off)",
+                delta_us(d_on),
+                delta_us(d_off)
+            ),
+            (d_on - d_off) / d_off.abs().max(1.0) * 100.0,
+            5.0,
+            |x| format!("{x:+.1}%"),
+        ));
+    }
     let f99 = p(&pcl.first, 0.99) - p(&base.first, 0.99);
     v.push(at_most(
         "first connect of a new process Δp99 ≤ +200 µs",
