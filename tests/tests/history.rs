@@ -280,7 +280,13 @@ fn the_bytes_of_a_udp_flow_are_kept_when_it_ends() {
     let lab = Lab::new("history-udp");
     let _echo = lab.server().udp_echo(7);
     lab.server().wait_for_port(7, portcullis_lab::Proto::Udp);
-    let helper = lab.client().start_helper(HelperOpts::default());
+    let helper = lab.client().start_helper(HelperOpts {
+        env: vec![(
+            "PORTCULLIS_LOG".to_owned(),
+            "info,portcullis_intercept=debug".to_owned(),
+        )],
+        ..HelperOpts::default()
+    });
     // Conntrack forgets a UDP flow 2 s after its last datagram here (30 s by default), so the
     // flow ends within the test.
     for key in [
@@ -333,6 +339,12 @@ fn the_bytes_of_a_udp_flow_are_kept_when_it_ends() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    // The kernel filtered the counters' dumps to UDP (TCP connections cost nothing there).
+    assert!(
+        !helper.logs().contains("cannot filter dumps"),
+        "{}",
+        helper.logs()
+    );
     // The helper turned conntrack accounting on in its namespace, and turns it off at stop.
     let acct = |lab: &Lab| {
         String::from_utf8_lossy(

@@ -112,7 +112,7 @@ impl UdpFlows {
         history: &crate::history::Recorder,
         per_app: &mut HashMap<Arc<str>, (u64, u64)>,
     ) {
-        let live = match portcullis_intercept::allowed_connections(config) {
+        let live = match portcullis_intercept::allowed_udp_flows(config) {
             Ok(live) => live,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read conntrack's UDP counters");

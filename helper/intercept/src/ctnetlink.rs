@@ -72,6 +72,15 @@ mod cta {
     pub(super) const ID: u16 = 12;
     pub(super) const ZONE: u16 = 18;
     pub(super) const MARK_MASK: u16 = 21;
+    pub(super) const FILTER: u16 = 25;
+}
+
+/// `enum ctattr_filter` and the flag that filters a dump by the original tuple's protocol.
+mod filter_attr {
+    pub(super) const ORIG_FLAGS: u16 = 1;
+    pub(super) const REPLY_FLAGS: u16 = 2;
+    /// `CTA_FILTER_FLAG(CTA_PROTO_NUM)`.
+    pub(super) const PROTO_NUM: u32 = 1 << 3;
 }
 
 /// `enum ctattr_counters`.
@@ -643,6 +652,31 @@ pub fn dump_request(seq: u32, family: u8, mark: u32, mask: u32) -> Vec<u8> {
     buf
 }
 
+/// As [`dump_request`], for entries of one family (`AF_INET` or `AF_INET6`) whose original
+/// tuple has the L4 protocol `protocol`, filtered by the kernel (Linux 5.8 and later;
+/// older kernels refuse the filter).
+pub fn dump_request_protocol(seq: u32, family: u8, mark: u32, mask: u32, protocol: u8) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(80);
+    let mut w = Writer { buf: &mut buf };
+    let start = w.begin(ct_msg::GET, flags::REQUEST | flags::DUMP, seq, family);
+    w.attr(cta::MARK, &mark.to_be_bytes());
+    w.attr(cta::MARK_MASK, &mask.to_be_bytes());
+    let orig = w.begin_nest(cta::TUPLE_ORIG);
+    let proto = w.begin_nest(tuple_attr::PROTO);
+    w.attr(proto_attr::NUM, &[protocol]);
+    w.end_nest(proto);
+    w.end_nest(orig);
+    let filter = w.begin_nest(cta::FILTER);
+    w.attr(
+        filter_attr::ORIG_FLAGS,
+        &filter_attr::PROTO_NUM.to_ne_bytes(),
+    );
+    w.attr(filter_attr::REPLY_FLAGS, &0_u32.to_ne_bytes());
+    w.end_nest(filter);
+    w.end(start);
+    buf
+}
+
 /// A lookup of the entry that has `tuple` in either direction, in the default zone; the kernel
 /// answers with the entry and an acknowledgement, or with `ENOENT`.
 pub fn get_request(seq: u32, tuple: &Tuple) -> Vec<u8> {
@@ -772,6 +806,32 @@ mod tests {
             })
         );
         assert_eq!(msgs[1].reply, Reply::Done(0));
+    }
+
+    #[test]
+    fn a_protocol_dump_carries_the_mark_the_protocol_and_the_filter() {
+        let req = dump_request_protocol(9, AF_INET6, 0x1000_0000, 0x9000_0000, 17);
+        assert_eq!(req[16], AF_INET6);
+        let attrs = request_attrs(&req);
+        let kinds: Vec<u16> = attrs.iter().map(|(k, _)| *k & !NLA_F_NESTED).collect();
+        assert_eq!(
+            kinds,
+            [cta::MARK, cta::MARK_MASK, cta::TUPLE_ORIG, cta::FILTER]
+        );
+        let filter = &attrs[3].1;
+        let mut flags = Attrs::new(filter, "test").map(|a| a.unwrap());
+        assert_eq!(
+            flags.next(),
+            Some((
+                filter_attr::ORIG_FLAGS,
+                &filter_attr::PROTO_NUM.to_ne_bytes()[..]
+            ))
+        );
+        let orig = &attrs[2].1;
+        let (kind, proto) = Attrs::new(orig, "test").next().unwrap().unwrap();
+        assert_eq!(kind, tuple_attr::PROTO);
+        let (kind, num) = Attrs::new(proto, "test").next().unwrap().unwrap();
+        assert_eq!((kind, num), (proto_attr::NUM, &[17_u8][..]));
     }
 
     #[test]

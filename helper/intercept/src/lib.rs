@@ -433,6 +433,14 @@ pub fn allowed_connections(
     imp::allowed_connections(&config.marks()?)
 }
 
+/// The UDP flows we allowed that conntrack still tracks, with their counters when accounting
+/// is on: the kernel filters the dump by protocol, so TCP connections cost nothing here.
+pub fn allowed_udp_flows(
+    config: &InterceptConfig,
+) -> Result<Vec<AllowedConnection>, InterceptError> {
+    imp::allowed_udp_flows(&config.marks()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

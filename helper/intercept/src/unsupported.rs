@@ -132,6 +132,12 @@ pub(crate) fn set_accounting(_on: bool) -> Result<Option<bool>, InterceptError> 
     Ok(None)
 }
 
+pub(crate) fn allowed_udp_flows(
+    _marks: &Marks,
+) -> Result<Vec<crate::AllowedConnection>, InterceptError> {
+    Err(InterceptError::Unsupported)
+}
+
 pub(crate) fn allowed_connections(
     _marks: &Marks,
 ) -> Result<Vec<crate::AllowedConnection>, InterceptError> {

@@ -87,37 +87,74 @@ pub(crate) fn allowed_connections(
     let seq = sock.next_seq();
     let request = ctnetlink::dump_request(seq, AF_UNSPEC, marks.allow, marks.mask);
     let mut found = Vec::new();
-    let failed = |source| InterceptError::Conntrack {
-        what: "list the connections we allowed",
-        source,
-    };
-    let code = sock
-        .exchange(&request, seq, |entry| {
-            if found.len() >= MAX_BATCH
-                || !selected(marks, &crate::ForgetFilter::AllAllowed, &entry)
-            {
-                return;
-            }
-            let o = entry.orig;
-            let protocol = match o.protocol {
-                6 => Protocol::Tcp,
-                17 => Protocol::Udp,
-                _ => return,
-            };
-            if let (Some(sp), Some(dp)) = (o.src_port, o.dst_port) {
-                found.push(crate::AllowedConnection {
-                    protocol,
-                    src: SocketAddr::new(o.src, sp),
-                    dst: SocketAddr::new(o.dst, dp),
-                    counters: entry.counters,
-                });
-            }
-        })
-        .map_err(failed)?;
+    let code = dump_allowed(&mut sock, &request, seq, marks, &mut found).map_err(dump_failed)?;
     if code < 0 {
-        return Err(failed(kernel_error(code)));
+        return Err(dump_failed(kernel_error(code)));
     }
     Ok(found)
+}
+
+/// See [`crate::allowed_udp_flows`]: two dumps the kernel filters by protocol, or where it
+/// cannot, one of everything filtered here.
+pub(crate) fn allowed_udp_flows(
+    marks: &Marks,
+) -> Result<Vec<crate::AllowedConnection>, InterceptError> {
+    let mut sock = CtSocket::open()?;
+    let mut found = Vec::new();
+    for family in [ctnetlink::AF_INET, ctnetlink::AF_INET6] {
+        let seq = sock.next_seq();
+        let request = ctnetlink::dump_request_protocol(seq, family, marks.allow, marks.mask, 17);
+        let code =
+            dump_allowed(&mut sock, &request, seq, marks, &mut found).map_err(dump_failed)?;
+        if code < 0 {
+            // A kernel without dump filters: everything, filtered here.
+            debug!(code, "conntrack cannot filter dumps by protocol");
+            let all = allowed_connections(marks)?;
+            return Ok(all
+                .into_iter()
+                .filter(|c| c.protocol == Protocol::Udp)
+                .collect());
+        }
+    }
+    found.retain(|c| c.protocol == Protocol::Udp);
+    Ok(found)
+}
+
+fn dump_failed(source: io::Error) -> InterceptError {
+    InterceptError::Conntrack {
+        what: "list the connections we allowed",
+        source,
+    }
+}
+
+/// Runs one dump of allowed entries, adding the TCP and UDP ones to `found` (at most
+/// `MAX_BATCH` in all); returns the kernel's status code.
+fn dump_allowed(
+    sock: &mut CtSocket,
+    request: &[u8],
+    seq: u32,
+    marks: &Marks,
+    found: &mut Vec<crate::AllowedConnection>,
+) -> io::Result<i32> {
+    sock.exchange(request, seq, |entry| {
+        if found.len() >= MAX_BATCH || !selected(marks, &crate::ForgetFilter::AllAllowed, &entry) {
+            return;
+        }
+        let o = entry.orig;
+        let protocol = match o.protocol {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            _ => return,
+        };
+        if let (Some(sp), Some(dp)) = (o.src_port, o.dst_port) {
+            found.push(crate::AllowedConnection {
+                protocol,
+                src: SocketAddr::new(o.src, sp),
+                dst: SocketAddr::new(o.dst, dp),
+                counters: entry.counters,
+            });
+        }
+    })
 }
 
 /// Where conntrack's accounting switch lives (per network namespace).

@@ -13,7 +13,8 @@ mod queue;
 mod tools;
 
 pub(crate) use conntrack::{
-    allowed_connections, forget_connections, original_destination, set_accounting,
+    allowed_connections, allowed_udp_flows, forget_connections, original_destination,
+    set_accounting,
 };
 pub(crate) use iptables::{InstalledRules, recover};
 pub(crate) use queue::{Pending, Queue, QueueStopper, queue_stats};
