@@ -51,7 +51,8 @@ bench: build
 # The desktop app's benchmark (root, ~4 min; tests/bench/src/appbench.rs): cold start to first
 # paint, memory, idle CPU while hidden and the Monitor's frame rate with 10,000 live rows, in a
 # lab with the real helper on a private Xvfb display. Prints the tables; docs/performance.md
-# keeps the latest ones. `pcl-appbench --quick` is a short smoke run.
+# keeps the latest ones. `pcl-appbench --quick` is a short smoke run (tests/tests/appbench_smoke.rs
+# runs it in `make test`, checking only that it completes).
 bench-app: frontend
 	$(SUDO) scripts/install-deps --bench
 	$(CARGO) build --release -p portcullis -p portcullis-daemon -p portcullis-ctl \
