@@ -7,7 +7,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release
 DEBUG_BIN    := $(TARGET_DIR)/debug
 SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build build-debug frontend run deb test demo bench fuzz lint fmt clean intel-data
+.PHONY: all deps build build-debug frontend run deb test demo bench bench-app fuzz lint fmt clean intel-data
 
 all: build
 
@@ -47,6 +47,17 @@ demo: deps build-debug frontend intel-data
 bench: build
 	$(SUDO) scripts/install-deps --bench
 	$(SUDO) scripts/bench --full --no-build
+
+# The desktop app's benchmark (root, ~4 min; tests/bench/src/appbench.rs): cold start to first
+# paint, memory, idle CPU while hidden and the Monitor's frame rate with 10,000 live rows, in a
+# lab with the real helper on a private Xvfb display. Prints the tables; docs/performance.md
+# keeps the latest ones. `pcl-appbench --quick` is a short smoke run (tests/tests/appbench_smoke.rs
+# runs it in `make test`, checking only that it completes).
+bench-app: frontend
+	$(SUDO) scripts/install-deps --bench
+	$(CARGO) build --release -p portcullis -p portcullis-daemon -p portcullis-ctl \
+		-p portcullis-lab -p portcullis-bench --bins
+	$(SUDO) $(RELEASE_BIN)/pcl-appbench
 
 # The shipped filter lists and geo-IP/ASN data (data/intel/SOURCES, pinned and hash-checked)
 # into data/intel/dist/; downloads only what is missing.

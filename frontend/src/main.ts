@@ -10,6 +10,7 @@ import { Router } from "./lib/router.svelte";
 import { Store } from "./lib/store.svelte";
 import { HttpTransport } from "./lib/transport/http";
 import { TauriTransport, tauriCore } from "./lib/transport/tauri";
+import { startPerf } from "./lib/perf";
 
 const core = tauriCore();
 const store = new Store(core ? new TauriTransport(core) : new HttpTransport());
@@ -18,5 +19,8 @@ store.start();
 const target = document.getElementById("app");
 if (target) {
   if (core && window.location.hash === "#/prompt") mount(PromptWindow, { target, props: { store } });
-  else mount(App, { target, props: { store, router: new Router(), promptWindow: core !== null } });
+  else {
+    mount(App, { target, props: { store, router: new Router(), promptWindow: core !== null } });
+    startPerf(core, () => store.connections.length);
+  }
 }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { MAX_CONNECTIONS, Store } from "../src/lib/store.svelte";
 import { conn, defaultAnswer, FakeTransport, prompt, settle } from "./fake";
 
@@ -65,5 +65,35 @@ describe("Store", () => {
       params: { id: 3, answer: { allow: true, target: "ip_port", duration: { kind: "once" } } },
     });
     s.stop();
+  });
+});
+
+describe("Store clock", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+  });
+
+  it("stops while the page is hidden and catches up when it shows", async () => {
+    vi.useFakeTimers();
+    let hidden = false;
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+    const s = new Store(new FakeTransport());
+    s.start();
+    await vi.advanceTimersByTimeAsync(50);
+    expect(vi.getTimerCount()).toBeGreaterThan(0);
+    hidden = true;
+    document.dispatchEvent(new Event("visibilitychange"));
+    const frozen = s.now;
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(s.now).toBe(frozen); // no tick while hidden
+    expect(vi.getTimerCount()).toBe(0); // and no timer left to wake the page
+    hidden = false;
+    document.dispatchEvent(new Event("visibilitychange"));
+    expect(s.now).toBeGreaterThanOrEqual(frozen + 5000);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(s.now).toBeGreaterThanOrEqual(frozen + 6000);
+    s.stop();
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

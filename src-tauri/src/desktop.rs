@@ -21,6 +21,10 @@
 //! Closing the main window hides it when a tray can be seen (the tray opens it again) and
 //! quits otherwise, so the app is never left reachable only from a tray that is not there.
 //! Quitting the app leaves the helper enforcing.
+//!
+//! With `PORTCULLIS_PERF` in its environment (benchmarks only: `pcl-appbench`), the main
+//! window's page gets its measurement hooks switched on and reports marks (its first frame,
+//! the Monitor's frame rate) through the `perf_mark` command, printed on stderr.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -55,6 +59,9 @@ struct Desktop {
     entries: Arc<EntryCache>,
     /// Prompt notifications, once the main thread made them (`None`: off or no bus).
     notifier: Mutex<Option<Arc<Notifier>>>,
+    /// With `PORTCULLIS_PERF` (benchmarks only): the page's measurement hooks' configuration,
+    /// and when the app started, for the marks the page reports (see `perf_mark`).
+    perf: Option<(String, std::time::Instant)>,
 }
 
 #[derive(Default)]
@@ -84,6 +91,22 @@ impl std::fmt::Debug for Desktop {
     }
 }
 
+/// Paints the pages without WebKit's accelerated compositing, unless the user's environment
+/// chose (`WEBKIT_DISABLE_COMPOSITING_MODE=0` keeps it). This UI is text, lists and a few
+/// transitions: painting them on the CPU is cheap, while compositing costs a GL context in the
+/// web process, and without a usable GPU (a VM, Xvfb, some drivers) a software GL one. Measured
+/// by `pcl-appbench` under Xvfb (docs/performance.md): compositing made the Monitor scroll at
+/// 14 fps instead of 60, the first paint ~150–200 ms later and the app ~80 MiB bigger.
+/// Call before any thread starts (it sets an environment variable).
+pub(crate) fn prefer_software_painting() {
+    const VAR: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+    if std::env::var_os(VAR).is_none() {
+        // SAFETY: called first thing in `main`, before this process starts any thread, so
+        // nothing reads the environment concurrently.
+        unsafe { std::env::set_var(VAR, "1") };
+    }
+}
+
 /// Runs the desktop app until the user quits it.
 pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -101,6 +124,7 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
         hub: Mutex::new(Hub::default()),
         entries: Arc::new(EntryCache::from_env()),
         notifier: Mutex::new(None),
+        perf: perf_config()?.map(|config| (config, std::time::Instant::now())),
     });
     let notifications = !cli.no_notifications && !cli.no_prompts;
 
@@ -114,7 +138,8 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
             request,
             subscribe,
             app_entries,
-            app_icon
+            app_icon,
+            perf_mark
         ])
         .setup(move |app| {
             setup(app, &desktop, no_tray, hidden)?;
@@ -134,7 +159,11 @@ pub(crate) fn run(cli: &Cli, web_root: PathBuf) -> anyhow::Result<()> {
 }
 
 fn setup(app: &mut App, desktop: &Arc<Desktop>, no_tray: bool, hidden: bool) -> anyhow::Result<()> {
-    let main = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+    let mut main = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()));
+    if let Some((config, _)) = &desktop.perf {
+        main = main.initialization_script(format!("window.__PCL_PERF__ = {config};"));
+    }
+    let main = main
         .title("Portcullis")
         .inner_size(1180.0, 760.0)
         .min_inner_size(720.0, 480.0)
@@ -511,6 +540,39 @@ fn subscribe(
 
 /// `app_entries`: every app key with a `.desktop` entry, with its name and whether it has an
 /// icon (the scan is cached for a few minutes).
+/// The page's measurement hooks' configuration from `PORTCULLIS_PERF` (a JSON object, or `1`
+/// for the defaults), for the desktop app's benchmark; `None` (the hooks stay off) without it.
+fn perf_config() -> anyhow::Result<Option<String>> {
+    let Some(raw) = std::env::var_os("PORTCULLIS_PERF") else {
+        return Ok(None);
+    };
+    let raw = raw.to_string_lossy();
+    if raw.trim() == "1" {
+        return Ok(Some("{}".to_owned()));
+    }
+    let config: Value = serde_json::from_str(&raw).context("PORTCULLIS_PERF is not JSON")?;
+    anyhow::ensure!(config.is_object(), "PORTCULLIS_PERF is not a JSON object");
+    Ok(Some(config.to_string()))
+}
+
+/// A measurement the page reports (only with `PORTCULLIS_PERF`; see frontend/src/lib/perf.ts):
+/// one line `portcullis-perf WHAT MS DATA` on stderr, MS since the app started, for the
+/// benchmark that reads it. Without `PORTCULLIS_PERF` it does nothing.
+#[tauri::command]
+fn perf_mark(desktop: tauri::State<'_, Arc<Desktop>>, what: String, data: Value) {
+    if let Some((_, started)) = &desktop.perf {
+        let what: String = what
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect();
+        eprintln!(
+            "portcullis-perf {what} {} {data}",
+            started.elapsed().as_millis()
+        );
+    }
+}
+
 #[tauri::command]
 async fn app_entries(
     desktop: tauri::State<'_, Arc<Desktop>>,

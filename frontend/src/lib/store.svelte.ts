@@ -45,6 +45,7 @@ export class Store {
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
   #stop: (() => void) | null = null;
   #clock: ReturnType<typeof setInterval> | null = null;
+  #visibility: (() => void) | null = null;
 
   /** Apps' names and icons from their `.desktop` entries. */
   readonly entries: Entries;
@@ -63,14 +64,31 @@ export class Store {
         if (s.state === "connected" && !wasUp) void this.reload();
       },
     });
-    this.#clock = setInterval(() => (this.now = Date.now()), 1000);
+    // The clock only ticks while the page can be seen: a hidden window (closed to the tray)
+    // must not wake up every second for a time nobody reads.
+    this.#visibility = () => this.#syncClock();
+    document.addEventListener("visibilitychange", this.#visibility);
+    this.#syncClock();
     void this.reload();
     void this.entries.load();
   }
 
+  /** Starts the clock when the page shows (catching up at once), stops it when hidden. */
+  #syncClock(): void {
+    if (document.hidden) {
+      if (this.#clock) clearInterval(this.#clock);
+      this.#clock = null;
+    } else if (this.#clock === null) {
+      this.now = Date.now();
+      this.#clock = setInterval(() => (this.now = Date.now()), 1000);
+    }
+  }
+
   stop(): void {
     this.#stop?.();
+    if (this.#visibility) document.removeEventListener("visibilitychange", this.#visibility);
     if (this.#clock) clearInterval(this.#clock);
+    this.#clock = null;
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
   }
 
