@@ -377,6 +377,28 @@ impl LiveFlows {
             .map(|f| Arc::clone(&f.app))
     }
 
+    /// For each `(a, b)` pair (either order), the app of the kept UDP flow between them and
+    /// whether `a` is its end on this machine: one lock for the lot, so that a sampler looking
+    /// up thousands of flows never holds up the verdict thread lock by lock.
+    pub fn udp_apps(&self, pairs: &[(SocketAddr, SocketAddr)]) -> Vec<Option<(Arc<str>, bool)>> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |src, dst| FlowKey {
+            protocol: Protocol::Udp,
+            src,
+            dst,
+        };
+        pairs
+            .iter()
+            .map(|&(a, b)| {
+                let f = t
+                    .flows
+                    .get(&key(a, b))
+                    .or_else(|| t.flows.get(&key(b, a)))?;
+                Some((Arc::clone(&f.app), f.local == a))
+            })
+            .collect()
+    }
+
     /// Every kept flow.
     pub fn snapshot(&self) -> Vec<(FlowKey, LiveFlow)> {
         let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);

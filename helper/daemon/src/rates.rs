@@ -22,6 +22,9 @@ use crate::live::LiveFlows;
 
 /// Most connections sampled per second.
 const MAX_SOCKETS: usize = 65_536;
+/// Most UDP flows followed (a storm of new flows costs the sampler no more than this; flows
+/// beyond it have no bytes recorded).
+const MAX_UDP_FLOWS: usize = 4_096;
 
 /// The latest rates.
 #[derive(Debug, Default)]
@@ -120,12 +123,13 @@ impl UdpFlows {
             }
         };
         let mut now: HashMap<Key, UdpFlow> = HashMap::new();
-        for c in live {
+        let mut fresh: Vec<(Key, Counters)> = Vec::new();
+        for c in live.into_iter().take(MAX_UDP_FLOWS) {
             let (Protocol::Udp, Some(counters)) = (c.protocol, c.counters) else {
                 continue;
             };
             let key = (c.src, c.dst);
-            let flow = match self.known.remove(&key) {
+            match self.known.remove(&key) {
                 Some(mut f) => {
                     let (o0, i0, _, _) = f.carried(c.src.is_ipv4());
                     f.counters = counters;
@@ -133,24 +137,24 @@ impl UdpFlows {
                     let e = per_app.entry(Arc::clone(&f.app)).or_default();
                     e.0 += o1.saturating_sub(o0);
                     e.1 += i1.saturating_sub(i0);
-                    f
+                    now.insert(key, f);
                 }
-                None => {
-                    let (app, outbound) = match flows.app_at(Protocol::Udp, c.src, c.dst) {
-                        Some(app) => (app, true),
-                        None => match flows.app_at(Protocol::Udp, c.dst, c.src) {
-                            Some(app) => (app, false),
-                            None => continue,
-                        },
-                    };
+                None => fresh.push((key, counters)),
+            }
+        }
+        // New flows' apps, in one lookup.
+        let pairs: Vec<Key> = fresh.iter().map(|(k, _)| *k).collect();
+        for ((key, counters), found) in fresh.into_iter().zip(flows.udp_apps(&pairs)) {
+            if let Some((app, outbound)) = found {
+                now.insert(
+                    key,
                     UdpFlow {
                         app,
                         outbound,
                         counters,
-                    }
-                }
-            };
-            now.insert(key, flow);
+                    },
+                );
+            }
         }
         // What conntrack no longer tracks has ended.
         if history.is_on() {
