@@ -447,15 +447,12 @@ enum Show {
 
 /// A list category named on the command line.
 fn category_arg(text: &str) -> Result<portcullis_protocol::ListCategory, Failure> {
-    portcullis_protocol::ListCategory::ALL
-        .into_iter()
-        .find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
-        .ok_or_else(|| {
-            usage(format!(
-                "unknown list category `{}`: use ads, trackers, malware or phishing",
-                text.escape_debug()
-            ))
-        })
+    portcullis_protocol::ListCategory::from_word(text.trim()).ok_or_else(|| {
+        usage(format!(
+            "unknown list category `{}`: use ads, trackers, malware or phishing",
+            text.escape_debug()
+        ))
+    })
 }
 
 /// Turns the command line into the request to send, checking everything that can be checked

@@ -51,6 +51,13 @@ impl SharedPolicy {
     /// cached block must not outlive the user's wish to let everything pass).
     pub fn pause(&self, until_ms: u64) {
         self.paused_until.store(until_ms.max(1), Ordering::SeqCst);
+        self.retire_cached();
+    }
+
+    /// Retires every verdict the kernel cached, keeping the snapshot in force (a new
+    /// generation of the same policy): for changes outside the snapshot, such as a pause or new
+    /// filter lists.
+    pub fn retire_cached(&self) {
         let snapshot = self.load();
         self.store((*snapshot).clone());
     }

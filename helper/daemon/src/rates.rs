@@ -124,11 +124,13 @@ impl UdpFlows {
         };
         let mut now: HashMap<Key, UdpFlow> = HashMap::new();
         let mut fresh: Vec<(Key, Counters)> = Vec::new();
-        for c in live.into_iter().take(MAX_UDP_FLOWS) {
+        for c in live {
             let (Protocol::Udp, Some(counters)) = (c.protocol, c.counters) else {
                 continue;
             };
             let key = (c.src, c.dst);
+            // Flows already followed stay followed wherever the dump lists them (else one
+            // would pass for ended and be recorded twice); new ones only while there is room.
             match self.known.remove(&key) {
                 Some(mut f) => {
                     let (o0, i0, _, _) = f.carried(c.src.is_ipv4());
@@ -139,7 +141,10 @@ impl UdpFlows {
                     e.1 += i1.saturating_sub(i0);
                     now.insert(key, f);
                 }
-                None => fresh.push((key, counters)),
+                None if self.known.len() + now.len() + fresh.len() < MAX_UDP_FLOWS => {
+                    fresh.push((key, counters));
+                }
+                None => {}
             }
         }
         // New flows' apps, in one lookup.

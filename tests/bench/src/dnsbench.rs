@@ -149,52 +149,20 @@ fn run() -> anyhow::Result<()> {
                   listen = [\"127.0.0.153:53\"]\nupstreams = [\"plain://127.0.0.2\"]\n\
                   local_zones = [{ zone = \"test\", servers = [\"plain://127.0.0.2\"] }]\n\
                   [dns.resolver.cache]\nmin_ttl = 3600\n";
-    let config = format!(
-        "{config}{}",
-        std::env::var("PCL_DNSBENCH_EXTRA").unwrap_or_default()
-    );
     let helper = c.start_helper(HelperOpts {
-        config_toml: Some(config.clone()),
-        args: if std::env::var_os("PCL_DNSBENCH_NO_INTEL").is_some() {
-            vec![]
-        } else {
-            vec!["--intel-dir".into(), intel_dir.display().to_string()]
-        },
+        config_toml: Some(config.to_owned()),
+        args: vec!["--intel-dir".into(), intel_dir.display().to_string()],
         ..HelperOpts::default()
     });
 
-    let probe = lab_bin("pcl-probe");
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ARMS.len()];
     for round in 0..rounds {
         for k in 0..ARMS.len() {
             // Rotate the order each round so no arm always runs first.
             let i = (k + round) % ARMS.len();
             let Some(arm) = ARMS.get(i) else { continue };
-            let port = arm.port.to_string();
-            let (count, warmup) = (queries.to_string(), "200".to_string());
-            let out = c.output(c.cmd(
-                &probe,
-                [
-                    "dns",
-                    arm.host,
-                    port.as_str(),
-                    NAME,
-                    count.as_str(),
-                    warmup.as_str(),
-                ],
-            ));
-            if !out.success() {
-                bail!("{} in round {round}: {out}", arm.label);
-            }
-            let line = out.stdout.trim();
-            let Some(rest) = line.strip_prefix("lat") else {
-                bail!("{}: unexpected probe output {line:?}", arm.label);
-            };
-            let v: Vec<f64> = rest
-                .split_whitespace()
-                .filter_map(|n| n.parse::<f64>().ok())
-                .map(|ns| ns / 1000.0)
-                .collect();
+            let v = probe_latencies(c, "dns", arm.host, arm.port, NAME, queries, 200)
+                .with_context(|| format!("{} in round {round}", arm.label))?;
             if let Some(s) = samples.get_mut(i) {
                 s.extend(v);
             }
@@ -375,19 +343,28 @@ fn delaying_proxy(listener: std::net::TcpListener, target: std::net::SocketAddr)
     }
 }
 
-/// Latencies (µs) of `count` sequential queries for new names, from `pcl-probe MODE`.
-fn probe_misses(
+/// Latencies (µs) of `count` sequential queries for `name` (after `warmup` untimed ones),
+/// from `pcl-probe MODE` (`dns` or `dns-tcp`).
+fn probe_latencies(
     ns: &portcullis_lab::Ns,
     mode: &str,
     host: &str,
     port: u16,
     name: &str,
     count: usize,
+    warmup: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    let (port, count) = (port.to_string(), count.to_string());
+    let (port, count, warmup) = (port.to_string(), count.to_string(), warmup.to_string());
     let out = ns.output(ns.cmd(
         lab_bin("pcl-probe"),
-        [mode, host, port.as_str(), name, count.as_str(), "20"],
+        [
+            mode,
+            host,
+            port.as_str(),
+            name,
+            count.as_str(),
+            warmup.as_str(),
+        ],
     ));
     if !out.success() {
         bail!("pcl-probe {mode} {host}:{port}: {out}");
@@ -453,13 +430,14 @@ fn encrypted_misses(
     let mut doh = Vec::new();
     let server = server_ip.to_string();
     for round in 0..rounds {
-        upstream.extend(probe_misses(
+        upstream.extend(probe_latencies(
             c,
             "dns-tcp",
             &server,
             5053,
             &format!("u{round}-{{n}}.miss.test"),
             misses,
+            20,
         )?);
         for (arm, spec) in [
             (&mut dot, format!("tls://{TLS_NAME}:5853#{server}")),
@@ -469,13 +447,14 @@ fn encrypted_misses(
             ),
         ] {
             let mut helper = helper_for(spec);
-            arm.extend(probe_misses(
+            arm.extend(probe_latencies(
                 c,
                 "dns",
                 "127.0.0.153",
                 53,
                 &format!("p{round}-{{n}}.miss.test"),
                 misses,
+                20,
             )?);
             helper.stop();
         }

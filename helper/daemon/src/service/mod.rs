@@ -734,7 +734,7 @@ impl Service {
     /// The filter lists or geo data in force changed (a signed update): the kernel's cached
     /// verdicts are retired and live connections decided again, as after a rule change.
     pub fn intel_changed(&self) {
-        self.policy.store((*self.policy.load()).clone());
+        self.policy.retire_cached();
         self.changes.send_modify(|generation| *generation += 1);
     }
 
