@@ -32,6 +32,13 @@ fn check_ips(rules: &[IpRule], lines: u64) {
         let back = parse_ips(text.as_bytes());
         assert_eq!(back.entries.first().map(|b| b.net), Some(r.net), "{text}");
         for addr in [r.net.network(), r.net.broadcast()] {
+            // An IPv4-mapped IPv6 address is looked up as the IPv4 address (as the policy's
+            // own CIDR rules do), so an IPv6 network over that range does not match it.
+            if let std::net::IpAddr::V6(v6) = addr
+                && v6.to_ipv4_mapped().is_some()
+            {
+                continue;
+            }
             let m = set.lookup(addr).expect("a kept network matches");
             assert!(u64::from(m.line) <= lines);
         }
